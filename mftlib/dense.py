@@ -453,22 +453,83 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
             f"x1 and x2 must have the same number of features, got {np.shape(x1)} and {np.shape(x2)}"
         )
     depth = V.nonneg_int("depth", depth)
-    return _nngp(act, _f64(x1), _f64(x2), _f64(sigma_w2), _f64(sigma_b2), depth)
+    sw, sb = _f64(sigma_w2), _f64(sigma_b2)
+    d1, d2, k12 = _nngp_input_layer(_f64(x1), _f64(x2), sw, sb)
+    if act.has_closed_form:
+        return _nngp_closed(act, d1, d2, k12, sw, sb, depth)
+    # Hermite series, layer by layer: the series length follows the largest variance present;
+    # entries whose truncation bound exceeds the tolerance are redone by 2-D quadrature.
+    for _ in range(depth):
+        q_max = float(jnp.maximum(jnp.max(d1), jnp.max(d2)))
+        n_terms = min(hermite.terms_needed(act, q_max, _NNGP_SERIES_RTOL), hermite.MAX_TERMS)
+        e1, e2, k_next, bound = _nngp_series_layer(act, n_terms, d1, d2, k12, sw, sb)
+        bad = np.argwhere(np.asarray(bound) > _NNGP_SERIES_RTOL)
+        if bad.size:
+            k_next = k_next.at[bad[:, 0], bad[:, 1]].set(
+                _pair_moments_direct(act, d1, d2, k12, bad, sw, sb)
+            )
+        d1, d2, k12 = e1, e2, k_next
+    return k12
 
 
-@partial(jax.jit, static_argnums=(0, 5))
-def _nngp(act: Activation, x1, x2, sw, sb, depth: int):
+# Series tail relative to E[phi^2]: the target relative accuracy of every kernel entry.
+_NNGP_SERIES_RTOL = 1e-11
+
+
+def _pair_moments_direct(act: Activation, d1, d2, k12, idx: np.ndarray, sw, sb):
+    """sw * E[phi phi] + sb at the listed entries by 2-D quadrature (padded to a power of two)."""
+    n = idx.shape[0]
+    size = 1 << int(np.ceil(np.log2(max(n, 1))))
+    pad = np.concatenate([idx, np.repeat(idx[:1], size - n, axis=0)])
+    i, j = jnp.asarray(pad[:, 0]), jnp.asarray(pad[:, 1])
+    return (sw * _pair_batch(act, d1[i], d2[j], k12[i, j]) + sb)[:n]
+
+
+@partial(jax.jit, static_argnums=0)
+def _pair_batch(act: Activation, a, b, k):
+    return jax.vmap(act.pair_moment)(a, b, k)
+
+
+@jax.jit
+def _nngp_input_layer(x1, x2, sw, sb):
     d = x1.shape[1]
-    k11 = sb + sw * jnp.sum(x1 * x1, axis=1) / d
-    k22 = sb + sw * jnp.sum(x2 * x2, axis=1) / d
-    k12 = sb + sw * (x1 @ x2.T) / d
-    row = jax.vmap(act.pair_moment, (None, 0, 0))
+    return (
+        sb + sw * jnp.sum(x1 * x1, axis=1) / d,
+        sb + sw * jnp.sum(x2 * x2, axis=1) / d,
+        sb + sw * (x1 @ x2.T) / d,
+    )
 
+
+@partial(jax.jit, static_argnums=(0, 6))
+def _nngp_closed(act: Activation, d1, d2, k12, sw, sb, depth: int):
     def layer(carry, _):
         a, b, k = carry
-        # One row of the kernel at a time keeps quadrature memory at O(n2 * nodes).
-        k = jax.lax.map(lambda args: row(args[0], b, args[1]), (a, k))
+        k = act.pair_moment(a[:, None], b[None, :], k)
         return (sw * act.mean_square(a) + sb, sw * act.mean_square(b) + sb, sw * k + sb), None
 
-    (_, _, k12), _ = jax.lax.scan(layer, (k11, k22, k12), None, length=depth)
+    (_, _, k12), _ = jax.lax.scan(layer, (d1, d2, k12), None, length=depth)
     return k12
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _nngp_series_layer(act: Activation, n_terms: int, d1, d2, k12, sw, sb):
+    """One layer by the Hermite series, with the per-entry truncation bound |c|^K sqrt(t1 t2)."""
+    a1 = hermite.coefficients(act, d1, n_terms)
+    a2 = hermite.coefficients(act, d2, n_terms)
+    m1, m2 = act.mean_square(d1), act.mean_square(d2)
+    c = jnp.clip(k12 / jnp.sqrt(d1[:, None] * d2[None, :]), -1.0, 1.0)
+
+    def body(i, acc):
+        k = n_terms - 1 - i
+        return acc * c + a1[k][:, None] * a2[k][None, :]
+
+    k = jax.lax.fori_loop(0, n_terms, body, jnp.zeros_like(c), unroll=8)
+    # Identical inputs (c = 1, equal variances): the exact 1-D value, no truncation.
+    same = (c >= 1.0) & (d1[:, None] == d2[None, :])
+    k = jnp.where(same, m1[:, None], k)
+    t1 = jnp.maximum(m1 - jnp.sum(a1 * a1, axis=0), 0.0)
+    t2 = jnp.maximum(m2 - jnp.sum(a2 * a2, axis=0), 0.0)
+    scale = jnp.sqrt(m1[:, None] * m2[None, :])
+    bound = jnp.abs(c) ** n_terms * jnp.sqrt(t1[:, None] * t2[None, :]) / jnp.maximum(scale, 1e-300)
+    bound = jnp.where(same, 0.0, bound)
+    return sw * m1 + sb, sw * m2 + sb, sw * k + sb, bound
