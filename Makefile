@@ -13,7 +13,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-export MPLBACKEND = Agg
 export JAX_PLATFORMS = cpu
 export PYTHONHASHSEED = 0
 

@@ -121,9 +121,16 @@ class Activation:
 
 
 def _correlation(q11: Array, q22: Array, q12: Array) -> tuple[Array, Array]:
-    rho = jnp.sqrt(q11 * q22)
+    # sqrt of the product is exact for equal variances (c = 1 exactly, where arccos amplifies any
+    # rounding to 1e-8); the product of square roots avoids under/overflow at extreme q.
+    prod = q11 * q22
+    in_range = (prod > 1e-300) & (prod < 1e300)
+    rho = jnp.where(in_range, jnp.sqrt(jnp.where(in_range, prod, 1.0)), jnp.sqrt(q11) * jnp.sqrt(q22))
     safe = jnp.where(rho > 0, rho, 1.0)
-    return rho, jnp.clip(jnp.where(rho > 0, q12 / safe, 0.0), -1.0, 1.0)
+    # At zero variance the correlation is undefined; equal variances are read as the same input
+    # (c = 1), the limit q -> 0 of the diagonal moments.
+    degenerate = jnp.where(q11 == q22, 1.0, 0.0)
+    return rho, jnp.clip(jnp.where(rho > 0, q12 / safe, degenerate), -1.0, 1.0)
 
 
 @jax.custom_jvp

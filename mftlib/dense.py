@@ -97,6 +97,11 @@ def correlation_map(phi, sigma_w2, sigma_b2, c, q=None) -> Array:
     if q is None:
         q = _q_star(act, sw, sb, 1.0)
         _require_finite_q(q, act, sigma_w2, sigma_b2)
+        if float(q) == 0.0:
+            raise ValueError(
+                f"q* = 0 for {act.name} at sigma_w2={sigma_w2}, sigma_b2={sigma_b2}: the signal "
+                "shrinks to zero and correlations are undefined there; pass q explicitly"
+            )
     else:
         V.variance("q", q, positive=True)
     q = _f64(q)
@@ -377,7 +382,7 @@ def critical_sigma_w2(phi, sigma_b2) -> Array:
 
     Closed form :math:`1/\mathbb{E}[\phi'(z)^2]` for relu and linear (2 and 1); otherwise a
     bracketed root search on :math:`\sigma_w^2 \mapsto \chi_1 - 1` (each evaluation solves for
-    :math:`q^*`). For tanh at :math:`\sigma_b^2 = 0.05` this is 1.7576, Schoenholz et al.'s ~1.76.
+    :math:`q^*`). For tanh at :math:`\sigma_b^2 = 0.05` this is 1.76096, Schoenholz et al.'s ~1.76.
 
     Raises:
         ValueError: if no :math:`\sigma_w^2` up to 2**60 reaches :math:`\chi_1 = 1`.
@@ -517,7 +522,9 @@ def _nngp_series_layer(act: Activation, n_terms: int, d1, d2, k12, sw, sb):
     a1 = hermite.coefficients(act, d1, n_terms)
     a2 = hermite.coefficients(act, d2, n_terms)
     m1, m2 = act.mean_square(d1), act.mean_square(d2)
-    c = jnp.clip(k12 / jnp.sqrt(d1[:, None] * d2[None, :]), -1.0, 1.0)
+    # A zero-variance input has a_k = 0 for k >= 1, so any finite c gives the right value.
+    rho = jnp.sqrt(d1)[:, None] * jnp.sqrt(d2)[None, :]
+    c = jnp.clip(jnp.where(rho > 0, k12 / jnp.where(rho > 0, rho, 1.0), 0.0), -1.0, 1.0)
 
     def body(i, acc):
         k = n_terms - 1 - i

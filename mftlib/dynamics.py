@@ -133,7 +133,7 @@ def find_root(
 
     Returns:
         ``FixedPoint`` with ``value`` the root, ``residual = |g(root)|``, and ``converged`` whether
-        the bracket shrank below ``xtol * max(1, |root|)`` or hit an exact zero. If ``g(lo)`` and
+        the bracket shrank below ``xtol * |root|`` or hit an exact zero. If ``g(lo)`` and
         ``g(hi)`` have the same sign the value is the end with the smaller ``|g|``, not converged.
     """
     lo, hi = jnp.asarray(lo, jnp.float64), jnp.asarray(hi, jnp.float64)
@@ -142,7 +142,8 @@ def find_root(
     g_hi = g(hi) if g_hi is None else jnp.broadcast_to(jnp.asarray(g_hi, jnp.float64), lo.shape)
 
     def active(a, b, fa, fb):
-        return (jnp.abs(b - a) > xtol * jnp.maximum(1.0, jnp.abs(b))) & (fa * fb < 0)
+        # Relative tolerance: roots of any magnitude (q* ~ 1e-16 included) to full precision.
+        return (jnp.abs(b - a) > xtol * jnp.maximum(jnp.abs(a), jnp.abs(b))) & (fa * fb < 0)
 
     def cond(s):
         a, b, fa, fb, _, k = s
@@ -208,7 +209,7 @@ def depth_scale(lam: Array) -> Array:
     :math:`|\lambda| < 1`: the perturbation decays as :math:`e^{-l/\xi}`. :math:`|\lambda| \ge 1`
     gives ``inf`` (no decay: at and beyond criticality the depth scale diverges), never NaN.
     """
-    a = jnp.abs(jnp.asarray(lam, dtype=jnp.float64))
+    a = jnp.abs(jnp.asarray(lam)).astype(jnp.float64)  # the modulus, also of complex eigenvalues
     return jnp.where(a < 1.0, -1.0 / jnp.log(jnp.where(a < 1.0, a, 0.5)), jnp.inf)
 
 

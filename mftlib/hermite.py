@@ -23,7 +23,7 @@ independent 1-D quadrature: every use of the series checks it (tanh at :math:`q 
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -100,15 +100,20 @@ def deriv_series(b: Array, c: Array) -> Array:
     return series(k * b[1:], c)
 
 
+@partial(jax.jit, static_argnums=0)
+def _relative_tails(act: Activation, q: Array) -> tuple[Array, Array]:
+    a = coefficients(act, q, MAX_TERMS)
+    ms = act.mean_square(q)
+    return ms - jnp.cumsum(a * a), ms
+
+
 def terms_needed(act: Activation, q_max: float, rtol: float) -> int:
     """Smallest series length (a multiple of 16) whose tail at ``q_max`` is below ``rtol * E[phi^2]``.
 
     Returns ``MAX_TERMS + 1`` if even ``MAX_TERMS`` terms do not reach the tolerance.
     """
-    a = np.asarray(coefficients(act, jnp.float64(q_max), MAX_TERMS))
-    ms = float(act.mean_square(jnp.float64(q_max)))
-    tails = ms - np.cumsum(a * a)
-    ok = np.nonzero(tails <= rtol * max(ms, 1e-300))[0]
+    tails, ms = (np.asarray(v) for v in _relative_tails(act, jnp.float64(q_max)))
+    ok = np.nonzero(tails <= rtol * max(float(ms), 1e-300))[0]
     if ok.size == 0:
         return MAX_TERMS + 1
     return int(min(MAX_TERMS, 16 * np.ceil((ok[0] + 1) / 16)))

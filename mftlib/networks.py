@@ -25,8 +25,9 @@ normal draw for W and b together), so the same key gives the same network whatev
 functions that draw ``n_seeds`` networks use the keys ``jax.random.split(key, n_seeds)``: seed
 ``s`` of :func:`preactivation_moments` and :func:`gradient_norms` is the network
 ``init_dense(jax.random.split(key, n_seeds)[s], ...)``. Those two never hold all the weights at
-once: they regenerate each layer's weights from its key, inside a ``lax.scan`` when all widths are
-equal (a Python loop otherwise), so memory stays at one weight matrix per seed.
+once: they run layer by layer, drawing each layer's weights for one seed after another (and
+drawing them again for backpropagation), so memory stays at about one weight matrix plus the
+activations (all layers' for gradients: ``n_seeds * (depth+1) * n_inputs * N`` floats).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mftlib import _validate
 from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
 
@@ -55,19 +57,7 @@ PhiLike = str | Activation
 _READOUT_TAG = 2**31 - 1
 
 
-# --- validation (on concrete Python/NumPy values, before any tracing) ----------------------------
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
-    return int(value)
-
-
-def _check_depth(depth) -> int:
-    return _check_int(depth, "depth", 0)
+# --- validation (on concrete values, before any tracing; mftlib._validate for the common cases) ---
 
 
 def _check_widths(widths: Widths, depth: int, name: str) -> tuple[int, ...]:
@@ -79,49 +69,35 @@ def _check_widths(widths: Widths, depth: int, name: str) -> tuple[int, ...]:
         )
     if len(widths) != depth + 1:
         raise ValueError(f"{name} must have depth+1 = {depth + 1} entries, got {len(widths)}")
-    return tuple(_check_int(w, name, 1) for w in widths)
+    return tuple(_validate.positive_int(name, w) for w in widths)
 
 
 def _check_variance(value: Variance, depth: int, name: str) -> np.ndarray:
     """Per-layer variances, shape (depth+1,), each finite and >= 0."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number or a sequence of depth+1 numbers") from None
+    arr = np.asarray(_validate.variance(name, value), dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(depth + 1, float(arr))
     if arr.shape != (depth + 1,):
         raise ValueError(
             f"{name} must be a scalar or have depth+1 = {depth + 1} entries, got shape {arr.shape}"
         )
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite and >= 0 (a variance), got {value!r}")
     return arr
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _check_x(x, in_dim: int | None = None, name: str = "x") -> Array:
-    if _is_concrete(x):
-        arr = np.asarray(x)
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-            raise TypeError(f"{name} must be a real array of shape (n_inputs, d), got {arr.dtype}")
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or inf")
-    shape = jnp.shape(x)
-    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
-        raise ValueError(f"{name} must have shape (n_inputs, d) with n_inputs, d >= 1, got {shape}")
-    if in_dim is not None and shape[1] != in_dim:
+    """Inputs (n_inputs, d): real, finite, and d matching the network when given."""
+    _validate.matrix(name, x)
+    if in_dim is not None and jnp.shape(x)[1] != in_dim:
         raise ValueError(
-            f"{name} must have shape (n_inputs, {in_dim}) to match params, got {shape}"
+            f"{name} must have shape (n_inputs, {in_dim}) to match params, got {jnp.shape(x)}"
         )
     return jnp.asarray(x, dtype=jnp.float64)
 
 
 def _check_key(key) -> Array:
     if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise TypeError(f"key must be a single PRNG key, got an array of shape {key.shape}")
         return key
     arr = jnp.asarray(key) if isinstance(key, (jax.Array, np.ndarray)) else None
     if arr is None or arr.dtype != jnp.uint32 or arr.shape != (2,):
@@ -151,7 +127,7 @@ def _check_params(params: Params) -> tuple[tuple[Array, Array], ...]:
 
 
 def _check_common(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
-    depth = _check_depth(depth)
+    depth = _validate.nonneg_int("depth", depth)
     return (
         _check_key(key),
         _check_x(x),
@@ -160,7 +136,7 @@ def _check_common(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
         _check_variance(sigma_b2, depth, "sigma_b2"),
         _check_widths(width, depth, "width"),
         depth,
-        _check_int(n_seeds, "n_seeds", 1),
+        _validate.positive_int("n_seeds", n_seeds),
     )
 
 
@@ -177,22 +153,9 @@ def _sample_layer(layer_key, fan_in: int, fan_out: int, sw2, sb2) -> tuple[Array
     return jnp.sqrt(sw2 / fan_in) * z[:, :fan_in], jnp.sqrt(sb2) * z[:, fan_in]
 
 
-@partial(jax.jit, static_argnames=("in_dim", "widths"))
-def _init(key, sw2, sb2, *, in_dim: int, widths: tuple[int, ...]) -> Params:
-    depth = len(widths) - 1
-    params = [_sample_layer(jax.random.fold_in(key, 0), in_dim, widths[0], sw2[0], sb2[0])]
-    if depth > 0 and len(set(widths)) == 1:
-        # Equal widths: one vmapped draw for all hidden layers (one compilation, same numbers).
-        n = widths[0]
-        draw = jax.vmap(
-            lambda i, s_w, s_b: _sample_layer(jax.random.fold_in(key, i), n, n, s_w, s_b)
-        )
-        Ws, bs = draw(jnp.arange(1, depth + 1), sw2[1:], sb2[1:])
-        return params + [(Ws[i], bs[i]) for i in range(depth)]
-    for i in range(1, depth + 1):
-        fold = jax.random.fold_in(key, i)
-        params.append(_sample_layer(fold, widths[i - 1], widths[i], sw2[i], sb2[i]))
-    return params
+@partial(jax.jit, static_argnames=("fan_in", "fan_out"))
+def _draw_layer(key, layer, sw2, sb2, *, fan_in: int, fan_out: int) -> tuple[Array, Array]:
+    return _sample_layer(jax.random.fold_in(key, layer), fan_in, fan_out, sw2, sb2)
 
 
 def init_dense(
@@ -217,12 +180,18 @@ def init_dense(
         ``[(W^0, b^0), ..., (W^depth, b^depth)]``, float64, W as ``(fan_out, fan_in)``.
     """
     key = _check_key(key)
-    in_dim = _check_int(in_dim, "in_dim", 1)
-    depth = _check_depth(depth)
+    in_dim = _validate.positive_int("in_dim", in_dim)
+    depth = _validate.nonneg_int("depth", depth)
     widths = _check_widths(widths, depth, "widths")
     sw2 = _check_variance(sigma_w2, depth, "sigma_w2")
     sb2 = _check_variance(sigma_b2, depth, "sigma_b2")
-    return _init(key, jnp.asarray(sw2), jnp.asarray(sb2), in_dim=in_dim, widths=widths)
+    fan_ins = (in_dim,) + widths[:-1]
+    # One jitted draw per layer: compiled once per layer shape, and no unrolled program whose
+    # temporaries XLA would keep for every layer at once.
+    return [
+        _draw_layer(key, i, sw2[i], sb2[i], fan_in=fan_ins[i], fan_out=widths[i])
+        for i in range(depth + 1)
+    ]
 
 
 def _forward(params, x: Array, fn: Callable[[Array], Array]) -> list[Array]:
@@ -231,6 +200,11 @@ def _forward(params, x: Array, fn: Callable[[Array], Array]) -> list[Array]:
     for W, b in rest:
         hs.append(fn(hs[-1]) @ W.T + b)
     return hs
+
+
+@partial(jax.jit, static_argnames=("act",))
+def _forward_jit(params, x: Array, *, act: Activation) -> list[Array]:
+    return _forward(params, x, act.fn)
 
 
 def forward(params: Params, x: Array, phi: PhiLike) -> list[Array]:
@@ -242,12 +216,12 @@ def forward(params: Params, x: Array, phi: PhiLike) -> list[Array]:
         phi: activation name or :class:`~mftlib.activations.Activation`.
 
     Returns:
-        ``[h^0, ..., h^depth]``, each of shape ``(n_inputs, N_l)``. Jit-friendly (the depth is
-        the static length of ``params``).
+        ``[h^0, ..., h^depth]``, each of shape ``(n_inputs, N_l)``. Jitted, and jit-friendly
+        (the depth is the static length of ``params``).
     """
     params = _check_params(params)
     x = _check_x(x, params[0][0].shape[1])
-    return _forward(params, x, activation(phi).fn)
+    return _forward_jit(params, x, act=activation(phi))
 
 
 def input_output_jacobian(params: Params, x: Array, phi: PhiLike) -> Array:
@@ -277,53 +251,68 @@ def _jacobian(params, x: Array, *, act: Activation) -> Array:
 # --- moments and gradients over many sampled networks ------------------------------------------
 
 
-def _kernel(h: Array) -> Array:
-    """q_ab = N^{-1} sum_i h_i(x_a) h_i(x_b) for h of shape (n, N)."""
-    return h @ h.T / h.shape[-1]
+# Networks are simulated one layer at a time, each layer a jitted step over all seeds (lax.map:
+# one seed after another), driven by a Python loop. Each step is compiled once per layer shape and
+# reused across layers, depths and calls; memory is one weight matrix at a time. (A single jitted
+# program with the layers unrolled would not do: XLA on CPU keeps every layer's temporaries.)
 
 
-def _layers(seed_key, x, fn, sw2, sb2, widths, emit):
-    """Forward pass of the seed's network, regenerating each layer's weights from its key.
+@partial(jax.jit, static_argnames=("act", "fan_out"))
+def _forward_step(seed_keys, h, layer, sw2, sb2, *, act: Activation | None, fan_out: int):
+    """h^l = W^l phi(h^{l-1}) + b^l for every seed, and q^l_ab; layer 0 (act=None): W^0 x + b^0.
 
-    Returns ``emit(h^l)`` for l = 0..depth: stacked along a new axis 0 when all widths are equal
-    (the hidden layers then run in a ``lax.scan``: one weight matrix alive at a time, one
-    compilation of the layer), otherwise a list (shapes differ between layers).
+    seed_keys (S,), h (S, n, N_{l-1}) -> h^l (S, n, N_l), kernel (S, n, n).
     """
-    depth = len(widths) - 1
-    W0, b0 = _sample_layer(jax.random.fold_in(seed_key, 0), x.shape[1], widths[0], sw2[0], sb2[0])
-    h = x @ W0.T + b0
-    first = emit(h)
-    if len(set(widths)) == 1:
-        n = widths[0]
 
-        def step(h, inputs):
-            i, s_w, s_b = inputs
-            W, b = _sample_layer(jax.random.fold_in(seed_key, i), n, n, s_w, s_b)
-            h = fn(h) @ W.T + b
-            return h, emit(h)
+    def one(args):
+        key, h_prev = args
+        W, b = _sample_layer(jax.random.fold_in(key, layer), h_prev.shape[-1], fan_out, sw2, sb2)
+        h_new = (h_prev if act is None else act.fn(h_prev)) @ W.T + b
+        return h_new, h_new @ h_new.T / fan_out  # q_ab = N^{-1} sum_i h_i(x_a) h_i(x_b)
 
-        ls = jnp.arange(1, depth + 1)
-        _, rest = jax.lax.scan(step, h, (ls, sw2[1:], sb2[1:]))
-        return jnp.concatenate([first[None], rest])
-    out = [first]
-    for i in range(1, depth + 1):
-        W, b = _sample_layer(
-            jax.random.fold_in(seed_key, i), widths[i - 1], widths[i], sw2[i], sb2[i]
+    return jax.lax.map(one, (seed_keys, h))
+
+
+def _simulate(seed_keys, x, act: Activation, sw2, sb2, widths, keep_h: bool):
+    """Kernels (S, depth+1, n, n) of every seed's network and, with keep_h, the list of h^l."""
+    h = jnp.broadcast_to(x, (len(seed_keys),) + x.shape)
+    hs, kernels = [], []
+    for i, n_out in enumerate(widths):
+        h, kernel = _forward_step(
+            seed_keys, h, i, sw2[i], sb2[i], act=None if i == 0 else act, fan_out=n_out
         )
-        h = fn(h) @ W.T + b
-        out.append(emit(h))
-    return out
+        kernels.append(kernel)
+        if keep_h:
+            hs.append(h)
+    return jnp.stack(kernels, axis=1), hs
 
 
-@partial(jax.jit, static_argnames=("act", "widths", "n_seeds"))
-def _moments(key, x, sw2, sb2, *, act: Activation, widths: tuple[int, ...], n_seeds: int):
-    keys = jax.random.split(key, n_seeds)
+@partial(jax.jit, static_argnames=("act",))
+def _backward_step(seed_keys, delta, h_prev, layer, sw2, *, act: Activation):
+    """delta^{l-1} = phi'(h^{l-1}) * (W^l)^T delta^l for every seed, and its squared norms.
 
-    def one(k):
-        kernels = _layers(k, x, act.fn, sw2, sb2, widths, _kernel)
-        return jnp.stack(kernels) if isinstance(kernels, list) else kernels
+    W^l is regenerated from the layer's key (the same draw as the forward pass; b, not needed
+    here, comes out 0). delta (S, n, N_l), h_prev (S, n, N_{l-1}) -> (S, n, N_{l-1}), (S, n).
+    """
 
-    return jax.vmap(one)(keys)
+    def one(args):
+        key, d, hp = args
+        W, _ = _sample_layer(jax.random.fold_in(key, layer), hp.shape[-1], d.shape[-1], sw2, 0.0)
+        d_new = act.derivative(hp) * (d @ W)
+        return d_new, jnp.sum(d_new**2, axis=-1)
+
+    return jax.lax.map(one, (seed_keys, delta, h_prev))
+
+
+@partial(jax.jit, static_argnames=("n_out", "n_inputs"))
+def _readout(seed_keys, *, n_out: int, n_inputs: int) -> Array:
+    """delta^L = v ~ N(0, I / N_L) for every seed (the same v for every input): (S, n, N_L)."""
+
+    def one(key):
+        v = jax.random.normal(jax.random.fold_in(key, _READOUT_TAG), (n_out,), jnp.float64)
+        return jnp.broadcast_to(v / math.sqrt(n_out), (n_inputs, n_out))
+
+    return jax.lax.map(one, seed_keys)
 
 
 def _correlation(kernel: Array) -> Array:
@@ -356,7 +345,7 @@ def preactivation_moments(
 
     the finite-width estimates of the length map :math:`q^l` and correlation map :math:`c^l`
     (Poole et al. 2016) and of the NNGP kernel. Networks are drawn from
-    ``jax.random.split(key, n_seeds)`` (vmapped) and never stored whole.
+    ``jax.random.split(key, n_seeds)`` and simulated layer by layer, never stored whole.
 
     Args:
         key: JAX PRNG key.
@@ -375,53 +364,12 @@ def preactivation_moments(
     key, x, act, sw2, sb2, widths, depth, n_seeds = _check_common(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
-    kernel = _moments(
-        key, x, jnp.asarray(sw2), jnp.asarray(sb2), act=act, widths=widths, n_seeds=n_seeds
-    )
+    kernel, _ = _simulate(jax.random.split(key, n_seeds), x, act, sw2, sb2, widths, False)
     return {
         "q": jnp.diagonal(kernel, axis1=-2, axis2=-1),
         "c": _correlation(kernel),
         "kernel": kernel,
     }
-
-
-def _grad_norms_one(seed_key, x, act: Activation, sw2, sb2, widths):
-    """||delta^l||^2 per input, one network: delta^depth = v, delta^{l-1} = phi' * W^T delta^l."""
-    depth = len(widths) - 1
-    hs = _layers(seed_key, x, act.fn, sw2, sb2, widths, lambda h: h)  # h^0..h^depth
-    v = jax.random.normal(jax.random.fold_in(seed_key, _READOUT_TAG), (widths[-1],), jnp.float64)
-    delta = jnp.broadcast_to(v / math.sqrt(widths[-1]), hs[-1].shape)
-    last = jnp.sum(delta**2, axis=-1)
-    if depth == 0:
-        return last[None]
-
-    def back(delta, i, h_prev, s_w, fan_in, fan_out):
-        # Regenerate W^l from its key; sigma_b2 does not enter W (the key split is the same).
-        W, _ = _sample_layer(jax.random.fold_in(seed_key, i), fan_in, fan_out, s_w, 0.0)
-        return act.derivative(h_prev) * (delta @ W)
-
-    if len(set(widths)) == 1:
-        n = widths[0]
-
-        def step(delta, inputs):
-            i, h_prev, s_w = inputs
-            delta = back(delta, i, h_prev, s_w, n, n)
-            return delta, jnp.sum(delta**2, axis=-1)
-
-        ls = jnp.arange(1, depth + 1)
-        _, norms = jax.lax.scan(step, delta, (ls, hs[:-1], sw2[1:]), reverse=True)
-        return jnp.concatenate([norms, last[None]])
-    norms = [last]
-    for i in range(depth, 0, -1):
-        delta = back(delta, i, hs[i - 1], sw2[i], widths[i - 1], widths[i])
-        norms.append(jnp.sum(delta**2, axis=-1))
-    return jnp.stack(norms[::-1])
-
-
-@partial(jax.jit, static_argnames=("act", "widths", "n_seeds"))
-def _grad_norms(key, x, sw2, sb2, *, act: Activation, widths: tuple[int, ...], n_seeds: int):
-    keys = jax.random.split(key, n_seeds)
-    return jax.vmap(lambda k: _grad_norms_one(k, x, act, sw2, sb2, widths))(keys)
 
 
 def gradient_norms(
@@ -455,7 +403,7 @@ def gradient_norms(
 
     Seed ``s`` is the network ``init_dense(jax.random.split(key, n_seeds)[s], ...)``, the same as in
     :func:`preactivation_moments`; its readout is drawn from ``fold_in(seed_key, 2**31 - 1)``.
-    Explicit backpropagation, with each weight matrix regenerated from its key.
+    Explicit backpropagation, each weight matrix drawn again from its key.
 
     Returns:
         Array ``(n_seeds, depth+1, n_inputs)``: :math:`\|\delta^l\|^2` summed over the units.
@@ -463,9 +411,14 @@ def gradient_norms(
     key, x, act, sw2, sb2, widths, depth, n_seeds = _check_common(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
-    return _grad_norms(
-        key, x, jnp.asarray(sw2), jnp.asarray(sb2), act=act, widths=widths, n_seeds=n_seeds
-    )
+    seed_keys = jax.random.split(key, n_seeds)
+    _, hs = _simulate(seed_keys, x, act, sw2, sb2, widths, True)
+    delta = _readout(seed_keys, n_out=widths[-1], n_inputs=x.shape[0])
+    norms = [jnp.sum(delta**2, axis=-1)]
+    for i in range(depth, 0, -1):
+        delta, norm = _backward_step(seed_keys, delta, hs[i - 1], i, sw2[i], act=act)
+        norms.append(norm)
+    return jnp.stack(norms[::-1], axis=1)
 
 
 # --- inputs with prescribed geometry -------------------------------------------------------------
@@ -485,17 +438,20 @@ def make_inputs(key: Array, n: int, d: int, q0: float, c0: float | None = None) 
         Array ``(n, d)``, float64.
     """
     key = _check_key(key)
-    n = _check_int(n, "n", 1)
-    d = _check_int(d, "d", 1)
-    if not isinstance(q0, numbers.Real) or not math.isfinite(q0) or q0 < 0:
-        raise ValueError(f"q0 must be a finite number >= 0 (squared norm / d), got {q0!r}")
+    n = _validate.positive_int("n", n)
+    d = _validate.positive_int("d", d)
+    if np.ndim(q0) != 0:
+        raise TypeError(f"q0 must be a number (squared norm / d), got {q0!r}")
+    q0 = float(_validate.real("q0", q0, lo=0.0))
     scale = math.sqrt(q0 * d)
     if c0 is None:
         g = jax.random.normal(key, (n, d), dtype=jnp.float64)
         return scale * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    if np.ndim(c0) != 0:
+        raise TypeError(f"c0 must be a number (a cosine), got {c0!r}")
+    # The Gram matrix (1 - c0) I + c0 11^T is positive semi-definite iff c0 >= -1/(n-1).
     lo = -1.0 / (n - 1) if n > 1 else -1.0
-    if not isinstance(c0, numbers.Real) or not (lo <= c0 <= 1.0):
-        raise ValueError(f"c0 must be a cosine in [{lo:g}, 1] for n = {n} inputs, got {c0!r}")
+    c0 = float(_validate.real("c0", c0, lo=lo, hi=1.0))
     if n > d:
         raise ValueError(f"n must be <= d to prescribe the cosine c0, got n = {n}, d = {d}")
     U = jnp.linalg.qr(jax.random.normal(key, (d, n), dtype=jnp.float64))[0].T
