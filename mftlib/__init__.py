@@ -3,8 +3,15 @@
 A mean-field layer is a deterministic map on covariance matrices, Sigma_{l+1} = F(Sigma_l). Each
 architecture supplies its map; :mod:`mftlib.dynamics` finds fixed points, linearises, and turns the
 eigenvalues into depth scales for all of them. Importing mftlib switches JAX to float64.
+
+Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
+:mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
+:mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
+:mod:`~mftlib.networks` (finite random networks for simulation) and :mod:`mftlib.plotting`
+(imported on its own: ``from mftlib import plotting``).
 """
 
+from mftlib import activations, dense, dynamics, gaussian, hermite, networks
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
 from mftlib.dense import (
@@ -28,6 +35,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "activations",
+    "dense",
+    "dynamics",
+    "gaussian",
+    "hermite",
+    "networks",
     "activation",
     "by_scale",
     "c_star",

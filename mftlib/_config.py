@@ -21,7 +21,7 @@ def ensure_x64() -> None:
 
 
 def scale() -> str:
-    """The experiment scale from the environment variable ``MFT_SCALE``: 'quick' (default) or 'paper'.
+    """The experiment scale from ``MFT_SCALE``: 'quick' (the default) or 'paper'.
 
     Raises:
         ValueError: for any other value, naming the variable and the allowed values.

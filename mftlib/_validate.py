@@ -22,7 +22,9 @@ def _as_array(name: str, value) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except Exception as err:  # pragma: no cover - numpy raises many kinds here
-        raise TypeError(f"{name} must be a real number or array, got {type(value).__name__}") from err
+        raise TypeError(
+            f"{name} must be a real number or array, got {type(value).__name__}"
+        ) from err
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
@@ -30,8 +32,9 @@ def _as_array(name: str, value) -> np.ndarray:
     return arr
 
 
-def real(name: str, value, *, lo: float | None = None, hi: float | None = None,
-         lo_open: bool = False):
+def real(
+    name: str, value, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False
+):
     """Check a real scalar or array: finite and within ``[lo, hi]`` (``(lo, hi]`` if lo_open)."""
     if _is_tracer(value):
         return value

@@ -27,8 +27,8 @@ Closed forms:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +61,8 @@ class Activation:
 
     name: str
     fn: Callable[[Array], Array]
-    closed_pair_moment: Optional[PairMoment] = None
-    closed_deriv_pair_moment: Optional[PairMoment] = None
+    closed_pair_moment: PairMoment | None = None
+    closed_deriv_pair_moment: PairMoment | None = None
     homogeneous: bool = False
 
     def __call__(self, x: Array) -> Array:
@@ -125,7 +125,9 @@ def _correlation(q11: Array, q22: Array, q12: Array) -> tuple[Array, Array]:
     # rounding to 1e-8); the product of square roots avoids under/overflow at extreme q.
     prod = q11 * q22
     in_range = (prod > 1e-300) & (prod < 1e300)
-    rho = jnp.where(in_range, jnp.sqrt(jnp.where(in_range, prod, 1.0)), jnp.sqrt(q11) * jnp.sqrt(q22))
+    rho = jnp.where(
+        in_range, jnp.sqrt(jnp.where(in_range, prod, 1.0)), jnp.sqrt(q11) * jnp.sqrt(q22)
+    )
     safe = jnp.where(rho > 0, rho, 1.0)
     # At zero variance the correlation is undefined; equal variances are read as the same input
     # (c = 1), the limit q -> 0 of the diagonal moments.
@@ -194,7 +196,7 @@ def known_activations() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def activation(phi: Union[str, Activation]) -> Activation:
+def activation(phi: str | Activation) -> Activation:
     """Return the :class:`Activation` for a name (or pass an ``Activation`` through).
 
     Raises:
@@ -211,4 +213,6 @@ def activation(phi: Union[str, Activation]) -> Activation:
                 f"{', '.join(known_activations())} (or pass an mftlib.Activation)"
             )
         return _REGISTRY[key]
-    raise TypeError(f"phi must be an activation name (str) or an Activation, got {type(phi).__name__}")
+    raise TypeError(
+        f"phi must be an activation name (str) or an Activation, got {type(phi).__name__}"
+    )

@@ -69,7 +69,8 @@ def _f64(x) -> Array:
 
 
 def length_map(phi, sigma_w2, sigma_b2, q) -> Array:
-    r"""The length map :math:`q \mapsto \sigma_w^2 \int\mathcal{D}z\,\phi(\sqrt{q}z)^2 + \sigma_b^2`.
+    r"""The length map
+    :math:`q \mapsto \sigma_w^2 \int\mathcal{D}z\,\phi(\sqrt{q}z)^2 + \sigma_b^2`.
 
     Poole et al. (2016), eq. 3. Broadcasts over ``q``.
     """
@@ -114,7 +115,8 @@ def _correlation_map(act: Activation, sw, sb, q, c):
 
 
 def covariance_map(phi, sigma_w2, sigma_b2, Sigma) -> Array:
-    r"""The dense layer's covariance map :math:`\Sigma \mapsto \sigma_w^2\,\mathbb{E}[\phi(u)\phi(u)^T]
+    r"""The dense layer's covariance map
+    :math:`\Sigma \mapsto \sigma_w^2\,\mathbb{E}[\phi(u)\phi(u)^T]
     + \sigma_b^2` for an :math:`n \times n` covariance ``Sigma`` (Lee et al. 2018, eq. 4)."""
     act = _params(phi, sigma_w2, sigma_b2)
     V.covariance("Sigma", Sigma)
@@ -135,7 +137,7 @@ def _covariance_map(act: Activation, sw, sb, S):
 
 @partial(jax.jit, static_argnums=0)
 def _q_star(act: Activation, sw, sb, q0):
-    """Stable fixed point of the length map (traced; see :func:`q_star`). Elementwise over arrays."""
+    """Stable fixed point of the length map (traced; see :func:`q_star`); elementwise."""
     if act.homogeneous:
         a = sw * act.mean_square(1.0)
         identity = (a == 1.0) & (sb == 0.0)
@@ -180,7 +182,8 @@ def q_star(phi, sigma_w2, sigma_b2, q0: float = 1.0) -> Array:
 
     Found by a bracketed root search (:func:`mftlib.dynamics.find_root`) on
     :math:`q \mapsto \mathcal{L}(q) - q`, to ~1e-15 relative; for relu and linear networks, whose
-    length map is linear, in closed form :math:`q^* = \sigma_b^2/(1 - \sigma_w^2 \mathbb{E}\phi(z)^2)`.
+    length map is linear, in closed form
+    :math:`q^* = \sigma_b^2/(1 - \sigma_w^2 \mathbb{E}\phi(z)^2)`.
 
     Args:
         phi: activation name or :class:`~mftlib.activations.Activation`.
@@ -218,7 +221,8 @@ def _c_star(act: Activation, sw, sb, q, chi):
 
 
 def chi1(phi, sigma_w2, sigma_b2) -> Array:
-    r""":math:`\chi_1 = \sigma_w^2 \int\mathcal{D}z\,\phi'(\sqrt{q^*}z)^2` (Poole et al. 2016, eq. 7).
+    r""":math:`\chi_1 = \sigma_w^2 \int\mathcal{D}z\,\phi'(\sqrt{q^*}z)^2`
+    (Poole et al. 2016, eq. 7).
 
     The slope of the correlation map at :math:`c = 1`, and the per-layer factor of backpropagated
     squared gradient norms. NaN where :math:`q^* = \infty`.
@@ -312,7 +316,10 @@ def phase_diagram(phi, sigma_w2_grid, sigma_b2_grid, series_tol: float = 1e-10) 
         redo = chaotic
         if n_terms <= hermite.MAX_TERMS:
             sub = _series_quantities(
-                act, n_terms, _f64(out["q_star"][chaotic]), _f64(out["chi1"][chaotic]),
+                act,
+                n_terms,
+                _f64(out["q_star"][chaotic]),
+                _f64(out["chi1"][chaotic]),
                 _f64(sw[chaotic]),
             )
             for k in ("c_star", "chi_c", "xi_c"):
@@ -378,7 +385,8 @@ def _series_quantities(act: Activation, n_terms: int, qs, chi, sw) -> dict:
 
 
 def critical_sigma_w2(phi, sigma_b2) -> Array:
-    r"""The order-chaos boundary: the :math:`\sigma_w^2` where :math:`\chi_1 = 1` at this :math:`\sigma_b^2`.
+    r"""The order-chaos boundary: the :math:`\sigma_w^2` where :math:`\chi_1 = 1` at a given
+    :math:`\sigma_b^2`.
 
     Closed form :math:`1/\mathbb{E}[\phi'(z)^2]` for relu and linear (2 and 1); otherwise a
     bracketed root search on :math:`\sigma_w^2 \mapsto \chi_1 - 1` (each evaluation solves for
@@ -402,7 +410,10 @@ def _critical(act: Activation, sb):
 
     def h(sw):
         q = _q_star(act, sw, sb, 1.0)
-        return jnp.where(jnp.isfinite(q), _chi1(act, sw, jnp.where(jnp.isfinite(q), q, 1.0)), 2.0) - 1.0
+        return (
+            jnp.where(jnp.isfinite(q), _chi1(act, sw, jnp.where(jnp.isfinite(q), q, 1.0)), 2.0)
+            - 1.0
+        )
 
     def cond(s):
         hi, hhi, k = s
@@ -438,7 +449,8 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
     r"""The NNGP kernel after ``depth`` hidden layers (Lee et al. 2018, eq. 4).
 
     Layer 0: :math:`K^0(x, x') = \sigma_b^2 + \sigma_w^2\, x\cdot x'/d`; each hidden layer applies
-    :math:`K^{l+1} = \sigma_w^2\,\mathbb{E}_{u\sim\mathcal{N}(0,K^l)}[\phi(u)\phi(u')] + \sigma_b^2`.
+    :math:`K^{l+1} = \sigma_w^2\,\mathbb{E}_{u\sim\mathcal{N}(0,K^l)}[\phi(u)\phi(u')]
+    + \sigma_b^2`.
     Equivalent to neural-tangents' ``stax.serial(*[Dense, phi] * depth, Dense)`` kernel.
 
     Args:
@@ -455,7 +467,8 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
     V.matrix("x2", x2)
     if np.shape(x1)[1] != np.shape(x2)[1]:
         raise ValueError(
-            f"x1 and x2 must have the same number of features, got {np.shape(x1)} and {np.shape(x2)}"
+            "x1 and x2 must have the same number of features, "
+            f"got {np.shape(x1)} and {np.shape(x2)}"
         )
     depth = V.nonneg_int("depth", depth)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)

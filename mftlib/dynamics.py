@@ -1,4 +1,4 @@
-r"""The generic toolbox: every architecture's mean-field layer is a map :math:`\Sigma \mapsto F(\Sigma)`.
+r"""The generic toolbox: each architecture's mean-field layer is a map :math:`F` on covariances.
 
 Given such a map (on a scalar, a vector or a symmetric covariance matrix), this module
 
@@ -19,7 +19,8 @@ modules supply the maps.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,7 +49,7 @@ class FixedPoint(NamedTuple):
 
 
 def iterate(F: Callable[[Array], Array], x0: Array, depth: int) -> Array:
-    """The trajectory ``x^0 = x0, x^{l+1} = F(x^l)`` for ``l < depth``; shape ``(depth+1, *x0.shape)``."""
+    """The trajectory ``x^0 = x0, x^{l+1} = F(x^l)``: shape ``(depth+1, *x0.shape)``."""
 
     def step(x, _):
         y = F(x)
@@ -86,7 +87,7 @@ def fixed_point(
 def newton_fixed_point(
     F: Callable[[Array], Array], x0: Array, tol: float = 1e-13, max_iter: int = 50
 ) -> FixedPoint:
-    """Fixed point of ``F`` by Newton's method on ``F(x) - x`` with the Jacobian from ``jax.jacfwd``.
+    """Fixed point of ``F`` by Newton's method on ``F(x) - x``, Jacobian by ``jax.jacfwd``.
 
     Converges to the fixed point nearest ``x0`` whatever its stability; start close (for example
     after a few :func:`iterate` steps). Works on arrays of any shape (flattened internally).
@@ -122,7 +123,7 @@ def find_root(
     xtol: float = 1e-15,
     max_iter: int = 200,
 ) -> FixedPoint:
-    """Root of a scalar function in a bracket ``[lo, hi]`` with ``g(lo)`` and ``g(hi)`` of opposite sign.
+    """Root of a scalar function in a bracket ``[lo, hi]`` where ``g`` changes sign.
 
     The Illinois variant of regula falsi: never leaves the bracket, converges superlinearly, needs
     no derivative. A scalar fixed point of ``F`` is the root of ``g(x) = F(x) - x``.

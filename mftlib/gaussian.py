@@ -15,15 +15,15 @@ Why not a Gauss-Hermite rule? The activations of the book (tanh, erf, sigmoid, r
 only sharp feature at :math:`u = 0`: a kink (relu) or a transition of width :math:`1/\sqrt{q}` in
 :math:`z` (tanh at large :math:`q`). A fixed Gauss-Hermite rule spreads its nodes evenly in the bulk
 and resolves neither. Here the standard-normal variable :math:`z` is integrated over
-:math:`[-L, L]` with composite Gauss-Legendre panels: a uniform set covering the Gaussian bulk, merged
-with panels graded geometrically towards the point :math:`z^*` where the argument of the activation
-vanishes. Graded panels resolve features of every width down to :math:`L r^{P_g}` and put a panel
-boundary exactly on a kink, so the rule reaches 1e-10 relative accuracy or better for variances from
-1e-4 to 100 (``tests/test_gaussian.py`` checks this against ``scipy.integrate.quad``).
+:math:`[-L, L]` with composite Gauss-Legendre panels: a uniform set covering the Gaussian bulk,
+merged with panels graded geometrically towards the point :math:`z^*` where the argument of the
+activation vanishes. Graded panels resolve features of every width down to :math:`L r^{P_g}` and
+put a panel boundary exactly on a kink, so the rule reaches 1e-10 relative accuracy or better for
+variances from 1e-4 to 100 (``tests/test_gaussian.py`` checks it against ``scipy.integrate.quad``).
 
 In two dimensions the pair is written :math:`u_1 = \sqrt{q_{11}}\, z_1`,
-:math:`u_2 = \sqrt{q_{22}}\,(c z_1 + \sqrt{1-c^2}\, z_2)`; the outer rule in :math:`z_1` is graded at
-:math:`0` and the inner rule in :math:`z_2` at :math:`z_2^* = -c z_1 / \sqrt{1-c^2}` (where
+:math:`u_2 = \sqrt{q_{22}}\,(c z_1 + \sqrt{1-c^2}\, z_2)`; the outer rule in :math:`z_1` is graded
+at :math:`0` and the inner rule in :math:`z_2` at :math:`z_2^* = -c z_1 / \sqrt{1-c^2}` (where
 :math:`u_2 = 0`), so both features are resolved for every correlation, including exactly
 :math:`c = \pm 1`.
 
@@ -44,9 +44,9 @@ not. They assume :math:`f, g` twice differentiable almost everywhere *without* d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache, partial
-from typing import Callable
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +91,7 @@ DEFAULT_RULE = QuadratureRule()
 DEFAULT_RULE_2D = QuadratureRule(uniform_panels=6, graded_panels=7, ratio=0.3, nodes=10)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
     x, w = np.polynomial.legendre.leggauss(n)
     return (x + 1.0) / 2.0, w / 2.0  # on [0, 1]
@@ -123,7 +123,7 @@ def nodes_and_weights(zstar: Array, rule: QuadratureRule = DEFAULT_RULE) -> tupl
     return z, wz / jnp.sum(wz)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _centred_rule(rule: QuadratureRule) -> tuple[np.ndarray, np.ndarray]:
     # Cached as numpy constants; computed eagerly even when first requested under a trace.
     with jax.ensure_compile_time_eval():

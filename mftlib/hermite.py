@@ -23,7 +23,7 @@ independent 1-D quadrature: every use of the series checks it (tanh at :math:`q 
 
 from __future__ import annotations
 
-from functools import lru_cache, partial
+from functools import cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ HERMITE_RULE = QuadratureRule(half_width=13.0, uniform_panels=52, graded_panels=
 MAX_TERMS = 1024
 
 
-@lru_cache(maxsize=None)
+@cache
 def _weighted_hermite(n_terms: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes z and the matrix ``H[k, i] = w_i h_k(z_i)`` (normalised Hermite, weights included)."""
     with jax.ensure_compile_time_eval():
@@ -74,14 +74,15 @@ def coefficients(act: Activation, q: Array, n_terms: int) -> Array:
 
 
 def tail(act: Activation, q: Array, a: Array) -> Array:
-    r"""Truncation tail :math:`\mathbb{E}[\phi(\sqrt{q}z)^2] - \sum_k a_k^2` (>= 0 up to rounding)."""
+    r"""Truncation tail :math:`\mathbb{E}[\phi(\sqrt{q}z)^2] - \sum_k a_k^2` (>= 0 to rounding)."""
     return act.mean_square(q) - jnp.sum(a * a, axis=0)
 
 
 def series(b: Array, c: Array) -> Array:
     r""":math:`\sum_k b_k c^k` by Horner's rule over the leading axis of ``b``.
 
-    With ``b = a1 * a2`` (coefficients of two variances) this is :math:`\mathbb{E}[\phi(u_1)\phi(u_2)]`.
+    With ``b = a1 * a2`` (coefficients of two variances) this is
+    :math:`\mathbb{E}[\phi(u_1)\phi(u_2)]`.
     """
     c = jnp.asarray(c, dtype=jnp.float64)
     n = b.shape[0]
@@ -108,7 +109,7 @@ def _relative_tails(act: Activation, q: Array) -> tuple[Array, Array]:
 
 
 def terms_needed(act: Activation, q_max: float, rtol: float) -> int:
-    """Smallest series length (a multiple of 16) whose tail at ``q_max`` is below ``rtol * E[phi^2]``.
+    """Smallest series length (multiple of 16) whose tail at ``q_max`` is below ``rtol E[phi^2]``.
 
     Returns ``MAX_TERMS + 1`` if even ``MAX_TERMS`` terms do not reach the tolerance.
     """
