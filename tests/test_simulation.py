@@ -84,7 +84,7 @@ def test_critical_line_separates_decorrelation():
     for factor in (0.8, 1.6):
         sigma_w2 = factor * crit
         sim = networks.preactivation_moments(
-            jax.random.PRNGKey(9), x, phi, sigma_w2, sigma_b2, WIDTH, depth, n_seeds=SEEDS
+            jax.random.PRNGKey(9), x, phi, sigma_w2, sigma_b2, WIDTH, depth, n_seeds=4
         )
         c_sim = np.asarray(sim["c"])[:, -1, 0, 1]
         sigma0 = sigma_b2 + sigma_w2 * (x @ x.T) / D_IN
