@@ -7,11 +7,13 @@ eigenvalues into depth scales for all of them. Importing mftlib switches JAX to 
 Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
+:mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.), :mod:`~mftlib.expressivity`
+(manifolds through deep nets),
 :mod:`~mftlib.networks` (finite random networks for simulation) and :mod:`mftlib.plotting`
 (imported on its own: ``from mftlib import plotting``).
 """
 
-from mftlib import activations, dense, dynamics, gaussian, hermite, networks
+from mftlib import activations, dense, dmft, dynamics, expressivity, gaussian, hermite, networks
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
 from mftlib.dense import (
@@ -28,6 +30,7 @@ from mftlib.dense import (
     phase_diagram,
     q_star,
 )
+from mftlib.dmft import scs_autocorrelation, scs_delta0, scs_lyapunov
 
 ensure_x64()
 
@@ -37,7 +40,9 @@ __all__ = [
     "Activation",
     "activations",
     "dense",
+    "dmft",
     "dynamics",
+    "expressivity",
     "gaussian",
     "hermite",
     "networks",
@@ -57,4 +62,7 @@ __all__ = [
     "phase_diagram",
     "q_star",
     "scale",
+    "scs_autocorrelation",
+    "scs_delta0",
+    "scs_lyapunov",
 ]
