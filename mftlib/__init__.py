@@ -7,13 +7,24 @@ eigenvalues into depth scales for all of them. Importing mftlib switches JAX to 
 Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
-:mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.), :mod:`~mftlib.expressivity`
-(manifolds through deep nets),
-:mod:`~mftlib.networks` (finite random networks for simulation) and :mod:`mftlib.plotting`
-(imported on its own: ``from mftlib import plotting``).
+:mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
+:mod:`~mftlib.expressivity` (manifolds through deep nets) and :mod:`~mftlib.networks` (finite
+random networks for simulation). Three modules are imported on their own, to keep
+``import mftlib`` light: ``from mftlib import plotting, datasets, training`` (matplotlib,
+scikit-learn, optax).
 """
 
-from mftlib import activations, dense, dmft, dynamics, expressivity, gaussian, hermite, networks
+from mftlib import (
+    activations,
+    dense,
+    dmft,
+    dropout,
+    dynamics,
+    expressivity,
+    gaussian,
+    hermite,
+    networks,
+)
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
 from mftlib.dense import (
@@ -41,6 +52,7 @@ __all__ = [
     "activations",
     "dense",
     "dmft",
+    "dropout",
     "dynamics",
     "expressivity",
     "gaussian",

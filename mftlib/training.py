@@ -1,0 +1,405 @@
+r"""Small training loops (optax) for fully connected networks, vectorised over initialisations.
+
+The network is the one of :mod:`mftlib.networks` with a readout: ``depth`` hidden layers of
+``width`` units and a dense readout to the classes,
+
+.. math::
+
+   h^0 = W^0 x + b^0, \qquad h^l = W^l \phi(h^{l-1}) + b^l \;(l < \text{depth}), \qquad
+   \text{logits} = W^{\text{out}} \phi(h^{\text{depth}-1}) + b^{\text{out}},
+
+with :math:`W_{ij} \sim \mathcal{N}(0, \sigma_w^2/\text{fan\_in})` and
+:math:`b_i \sim \mathcal{N}(0, \sigma_b^2)`: seed ``s`` is exactly
+``networks.init_dense(split(key, n_seeds)[s], d, [width] * depth + [n_classes], depth, sigma_w2,
+sigma_b2)``. Because a Gaussian weight is :math:`\sigma_w` times a unit Gaussian, the networks
+for all :math:`\sigma_w^2` on a grid share their unit draws; :func:`train` draws them once per
+seed and trains all (``sigma_w2``, seed) networks together with nested ``jax.vmap`` in one
+compiled ``lax.scan`` over steps, so a grid of hyperparameters costs one program per depth.
+Every network sees the same sequence of minibatches (sampled with replacement from ``key``).
+
+This is the experiment of Schoenholz et al. (2017, Sec. 6): train random networks from their
+initialisation and ask which (:math:`\sigma_w^2`, depth) are trainable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mftlib import _validate as V
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+from mftlib.networks import _check_key, _draw_layer, init_dense
+
+ensure_x64()
+
+Array = jax.Array
+
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+LOSSES = ("cross_entropy", "mse")
+
+
+class MLP(NamedTuple):
+    """Parameters of one network (leading axes added by vmap); hidden layers 1.. stacked."""
+
+    W0: Array
+    b0: Array
+    Ws: Array  # (depth - 1, width, width)
+    bs: Array  # (depth - 1, width)
+    Wout: Array
+    bout: Array
+
+
+def _unit_params(
+    key, in_dim: int, width: int, depth: int, n_out: int, max_depth: int, dtype
+) -> MLP:
+    """The init_dense draw at sigma_w2 = sigma_b2 = 1, hidden layers stacked for lax.scan.
+
+    The stack holds ``max_depth - 1`` hidden layers (the first ``depth - 1`` are used): layer ``l``
+    comes from ``fold_in(key, l)`` whatever the depth, and the readout from ``fold_in(key, depth)``,
+    so the used layers are exactly those of ``init_dense`` for this depth.
+    """
+    layers = init_dense(key, in_dim, [width] * max_depth, max_depth - 1, 1.0, 1.0)
+    hidden = layers[1:]
+    if hidden:
+        Ws = jnp.stack([W for W, _ in hidden])
+        bs = jnp.stack([b for _, b in hidden])
+    else:
+        Ws, bs = jnp.zeros((0, width, width)), jnp.zeros((0, width))
+    Wout, bout = _draw_layer(key, depth, 1.0, 1.0, fan_in=width, fan_out=n_out)
+    p = MLP(layers[0][0], layers[0][1], Ws, bs, Wout, bout)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
+
+
+def _scale(p: MLP, sw, sb) -> MLP:
+    rw, rb = jnp.sqrt(sw), jnp.sqrt(sb)
+    return MLP(rw * p.W0, rb * p.b0, rw * p.Ws, rb * p.bs, rw * p.Wout, rb * p.bout)
+
+
+def _logits(p: MLP, x: Array, fn, n_hidden=None) -> Array:
+    """Forward pass of one network: ``(n, d) -> (n, n_classes)``.
+
+    Only the first ``n_hidden`` stacked layers are applied (all by default); the others pass
+    ``h`` through (``lax.cond``, which becomes a select when ``n_hidden`` is batched).
+    """
+    h = x @ p.W0.T + p.b0
+    n_hidden = p.Ws.shape[0] if n_hidden is None else n_hidden
+
+    def layer(h, wbl):
+        W, b, index = wbl
+        return jax.lax.cond(index < n_hidden, lambda h: fn(h) @ W.T + b, lambda h: h, h), None
+
+    h, _ = jax.lax.scan(layer, h, (p.Ws, p.bs, jnp.arange(p.Ws.shape[0])))
+    return fn(h) @ p.Wout.T + p.bout
+
+
+def _loss_fn(kind: str, fn):
+    def loss(p, x, y, n_hidden):
+        z = _logits(p, x, fn, n_hidden)
+        if kind == "cross_entropy":
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, y))
+        return jnp.mean(jnp.sum((z - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)) ** 2, -1))
+
+    return loss
+
+
+def _accuracy(p: MLP, x, y, fn, n_hidden):
+    z = _logits(p, x, fn, n_hidden)
+    ok = (jnp.argmax(z, -1) == y) & jnp.all(jnp.isfinite(z), -1)
+    return jnp.mean(ok.astype(jnp.float64))
+
+
+def _optimizer(name, learning_rate: float) -> optax.GradientTransformation:
+    if isinstance(name, optax.GradientTransformation):
+        return name
+    if name not in OPTIMIZERS:
+        raise ValueError(
+            f"optimizer must be one of {OPTIMIZERS} or an optax transform, got {name!r}"
+        )
+    if name == "sgd":
+        return optax.sgd(learning_rate)
+    if name == "momentum":
+        return optax.sgd(learning_rate, momentum=0.9)
+    if name == "rmsprop":
+        return optax.rmsprop(learning_rate)
+    return optax.adam(learning_rate)
+
+
+def _make_runner(act: Activation, opt, loss_kind: str, n_record: int):
+    fn = act.fn
+    loss = _loss_fn(loss_kind, fn)
+
+    def run_one(p, n_hidden, batches_x, batches_y, x_tr, y_tr, x_te, y_te):
+        state = opt.init(p)
+
+        def step(carry, batch):
+            p, state = carry
+            value, g = jax.value_and_grad(loss)(p, *batch, n_hidden)
+            updates, state = opt.update(g, state, p)
+            return (optax.apply_updates(p, updates), state), value
+
+        (p, _), values = jax.lax.scan(step, (p, state), (batches_x, batches_y))
+        # Loss history: means over n_record equal blocks of steps.
+        history = values.reshape(n_record, -1).mean(-1)
+        return {
+            "train_accuracy": _accuracy(p, x_tr, y_tr, fn, n_hidden),
+            "test_accuracy": _accuracy(p, x_te, y_te, fn, n_hidden),
+            "loss_history": history,
+            "initial_loss": values[0],
+        }
+
+    def run(unit, n_hidden, sw, sb, bx, by, x_tr, y_tr, x_te, y_te):
+        def over_seeds(sw_one):
+            params = jax.vmap(lambda u: _scale(u, sw_one, sb))(unit)
+            return jax.vmap(run_one, in_axes=(0,) + (None,) * 7)(
+                params, n_hidden, bx, by, x_tr, y_tr, x_te, y_te
+            )
+
+        return jax.vmap(over_seeds)(sw)
+
+    # Vectorised over a list of depths too: layer stacks padded to the largest depth, the unused
+    # layers masked. (train_depths calls it one depth at a time: padded layers cost compute.)
+    return jax.jit(jax.vmap(run, in_axes=(0, 0) + (None,) * 8))
+
+
+_RUNNERS: dict = {}
+
+
+def train(
+    key,
+    data,
+    phi,
+    sigma_w2,
+    sigma_b2: float,
+    width: int,
+    depth: int,
+    n_seeds: int = 1,
+    steps: int = 300,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    optimizer="sgd",
+    loss: str = "cross_entropy",
+    n_record: int = 10,
+    dtype=jnp.float64,
+) -> dict:
+    r"""Train ``n_seeds`` random networks for every :math:`\sigma_w^2` on a grid, all at once.
+
+    Args:
+        key: JAX PRNG key; seed ``s`` is ``jax.random.split(key, n_seeds)[s]`` (the same networks
+            at every :math:`\sigma_w^2`, scaled), the minibatches come from ``fold_in(key, -1)``.
+        data: a :class:`mftlib.datasets.Dataset` (or anything with ``x_train``, ``y_train``,
+            ``x_test``, ``y_test``, ``n_classes``).
+        phi: activation name or :class:`~mftlib.activations.Activation`.
+        sigma_w2: a variance or a 1-D grid of them (> 0); sigma_b2: a variance (>= 0).
+        width, depth: hidden width and number of hidden layers (>= 1).
+        n_seeds: initialisations per :math:`\sigma_w^2`.
+        steps: optimisation steps (a multiple of ``n_record``); batch_size: minibatch size.
+        learning_rate: step size of the named optimizer ('sgd', 'momentum' (0.9), 'rmsprop',
+            'adam'; or pass any ``optax.GradientTransformation``).
+        loss: 'cross_entropy' (softmax) or 'mse' (on one-hot targets).
+        n_record: number of blocks over which the training-loss history is averaged.
+        dtype: float64 (default) or float32 for the network and the data (faster on CPU).
+
+    Returns:
+        dict of numpy arrays with leading shape ``(len(sigma_w2), n_seeds)``:
+        ``train_accuracy``, ``test_accuracy`` (after the last step; a network whose outputs are not
+        finite counts as wrong), ``initial_loss`` (first minibatch) and ``loss_history``
+        ``(..., n_record)``.
+    """
+    depth = V.positive_int("depth", depth)
+    out = _train(
+        key,
+        data,
+        phi,
+        sigma_w2,
+        sigma_b2,
+        width,
+        (depth,),
+        n_seeds,
+        steps,
+        batch_size,
+        learning_rate,
+        optimizer,
+        loss,
+        n_record,
+        dtype,
+    )
+    return {k: v[0] for k, v in out.items()}
+
+
+def _train(
+    key,
+    data,
+    phi,
+    sigma_w2,
+    sigma_b2,
+    width,
+    depths,
+    n_seeds,
+    steps,
+    batch_size,
+    learning_rate,
+    optimizer,
+    loss,
+    n_record,
+    dtype,
+) -> dict:
+    key = _check_key(key)
+    act = activation(phi)
+    sw = np.atleast_1d(np.asarray(V.variance("sigma_w2", sigma_w2, positive=True), np.float64))
+    if sw.ndim != 1:
+        raise ValueError(f"sigma_w2 must be a number or a 1-D grid, got shape {sw.shape}")
+    if np.ndim(sigma_b2) != 0:
+        raise ValueError(f"sigma_b2 must be a number, got {sigma_b2!r}")
+    V.variance("sigma_b2", sigma_b2)
+    width = V.positive_int("width", width)
+    n_seeds = V.positive_int("n_seeds", n_seeds)
+    steps = V.positive_int("steps", steps)
+    batch_size = V.positive_int("batch_size", batch_size)
+    n_record = V.positive_int("n_record", n_record)
+    if steps % n_record:
+        raise ValueError(f"steps ({steps}) must be a multiple of n_record ({n_record})")
+    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    opt = _optimizer(optimizer, float(learning_rate))
+    x_tr, y_tr, x_te, y_te = _check_data(data)
+
+    top = max(depths)
+    seed_keys = jax.random.split(key, n_seeds)
+
+    def stack(trees):
+        return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+    unit = stack(
+        [
+            stack(
+                [
+                    _unit_params(k, x_tr.shape[1], width, d, int(data.n_classes), top, dtype)
+                    for k in seed_keys
+                ]
+            )
+            for d in depths
+        ]
+    )
+    idx = jax.random.randint(
+        jax.random.fold_in(key, 2**31 - 2), (steps, batch_size), 0, x_tr.shape[0]
+    )
+    x_tr, x_te = jnp.asarray(x_tr, dtype), jnp.asarray(x_te, dtype)
+    y_tr, y_te = jnp.asarray(y_tr), jnp.asarray(y_te)
+    cache_key = (
+        act,
+        optimizer if isinstance(optimizer, str) else id(optimizer),
+        float(learning_rate),
+        loss,
+        n_record,
+    )
+    if cache_key not in _RUNNERS:
+        _RUNNERS[cache_key] = _make_runner(act, opt, loss, n_record)
+    out = _RUNNERS[cache_key](
+        unit,
+        jnp.asarray(depths) - 1,
+        jnp.asarray(sw, dtype),
+        jnp.asarray(sigma_b2, dtype),
+        x_tr[idx],
+        y_tr[idx],
+        x_tr,
+        y_tr,
+        x_te,
+        y_te,
+    )
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def train_depths(
+    key, data, phi, sigma_w2, sigma_b2, width, depths: Sequence[int], **kwargs
+) -> dict:
+    """:func:`train` for each depth in ``depths`` (same ``key``); arrays get a leading depth axis.
+
+    Returns:
+        dict of numpy arrays of shape ``(len(depths), len(sigma_w2), n_seeds, ...)``.
+    """
+    if isinstance(depths, (int, np.integer, str)) or len(depths) == 0:
+        raise TypeError("depths must be a non-empty sequence of ints")
+    depths = tuple(V.positive_int("depths", d) for d in depths)
+    options = dict(
+        n_seeds=1,
+        steps=300,
+        batch_size=64,
+        learning_rate=1e-3,
+        optimizer="sgd",
+        loss="cross_entropy",
+        n_record=10,
+        dtype=jnp.float64,
+    )
+    unknown = set(kwargs) - set(options)
+    if unknown:
+        raise TypeError(f"train_depths got unexpected arguments {sorted(unknown)}")
+    options.update(kwargs)
+    runs = [_train(key, data, phi, sigma_w2, sigma_b2, width, (d,), **options) for d in depths]
+    return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+
+
+def _check_data(data):
+    for name in ("x_train", "y_train", "x_test", "y_test", "n_classes"):
+        if not hasattr(data, name):
+            raise TypeError(
+                f"data must have x_train, y_train, x_test, y_test, n_classes; no {name}"
+            )
+    x_tr = np.asarray(V.matrix("data.x_train", data.x_train), np.float64)
+    x_te = np.asarray(V.matrix("data.x_test", data.x_test), np.float64)
+    if x_te.shape[1] != x_tr.shape[1]:
+        raise ValueError(f"x_test has {x_te.shape[1]} features, x_train {x_tr.shape[1]}")
+    y_tr, y_te = np.asarray(data.y_train), np.asarray(data.y_test)
+    for name, y, x in (("y_train", y_tr, x_tr), ("y_test", y_te, x_te)):
+        if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"data.{name} must be integer labels of shape ({x.shape[0]},)")
+        if y.min() < 0 or y.max() >= int(data.n_classes):
+            raise ValueError(f"data.{name} must lie in 0..{int(data.n_classes) - 1}")
+    return x_tr, y_tr, x_te, y_te
+
+
+def fit_depth_multiple(
+    accuracy, depths, xi, threshold: float, k_grid=None
+) -> tuple[float, np.ndarray]:
+    r"""Fit the trainable region by :math:`L < k\,\xi`: the :math:`k` that misclassifies least.
+
+    A cell (depth :math:`L_j`, hyperparameter :math:`i`) counts as trainable when
+    ``accuracy[j, i] > threshold``. For every :math:`k` on ``k_grid`` (default 0.5 to 20 in steps
+    of 0.05) the prediction "trainable iff :math:`L_j < k\,\xi_i`" is compared with the
+    observation; :math:`k` is the middle of the range of grid values with the fewest disagreements
+    (Schoenholz et al. 2017 report :math:`k \approx 6` for :math:`\xi = \xi_c`).
+
+    Args:
+        accuracy: array ``(len(depths), len(xi))``.
+        depths: the depths :math:`L_j`; xi: the depth scale at each hyperparameter (``inf``
+            allowed: always trainable by the prediction).
+        threshold: accuracy above which a network counts as trained.
+
+    Returns:
+        ``(k, errors)``: the fitted multiple and the number of disagreements for every grid value.
+    """
+    acc = np.asarray(V.matrix("accuracy", accuracy), np.float64)
+    depths = np.asarray(depths, np.float64)
+    xi = np.asarray(xi, np.float64)
+    if acc.shape != (depths.size, xi.size):
+        raise ValueError(
+            f"accuracy must have shape (len(depths), len(xi)) = {(depths.size, xi.size)}, "
+            f"got {acc.shape}"
+        )
+    if np.any(np.isnan(xi)) or np.any(xi <= 0):
+        raise ValueError("xi must be positive (inf allowed), without NaN")
+    V.real("threshold", threshold)
+    k_grid = np.arange(0.5, 20.0001, 0.05) if k_grid is None else np.asarray(k_grid, np.float64)
+    trained = acc > threshold
+    predicted = depths[None, :, None] < k_grid[:, None, None] * xi[None, None, :]
+    errors = np.sum(predicted != trained[None], axis=(1, 2))
+    best = np.flatnonzero(errors == errors.min())
+    return float(0.5 * (k_grid[best[0]] + k_grid[best[-1]])), errors

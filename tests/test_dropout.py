@@ -1,0 +1,170 @@
+"""Tests for mftlib.dropout: the dropout maps, their fixed points and depth scales, against the
+dense theory at rho = 1 and against simulated finite networks (with and without dropout).
+
+Simulation checks use fixed keys (deterministic) with tolerances from the spread over seeds (5
+standard errors) plus a stated finite-width allowance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import mftlib as mft
+from mftlib import dropout as dr
+from mftlib import networks as nw
+
+KEY = jax.random.PRNGKey(7)
+SB = 0.05
+
+
+def _f(x) -> float:
+    return float(np.asarray(x))
+
+
+@pytest.mark.parametrize("sw", [1.0, 1.5, 2.5, 4.0])
+def test_rho_one_is_dense(sw):
+    out = dr.quantities("tanh", sw, SB, 1.0)
+    assert _f(out["q_star"]) == pytest.approx(_f(mft.q_star("tanh", sw, SB)), rel=1e-12)
+    assert _f(out["c_star"]) == pytest.approx(_f(mft.c_star("tanh", sw, SB)), rel=1e-10)
+    assert _f(out["chi1"]) == pytest.approx(_f(mft.chi1("tanh", sw, SB)), rel=1e-12)
+    xi_q, xi_c = mft.depth_scales("tanh", sw, SB)
+    assert _f(out["xi_q"]) == pytest.approx(_f(xi_q), rel=1e-10)
+    assert _f(out["xi_c"]) == pytest.approx(_f(xi_c), rel=1e-8)
+
+
+def test_length_map_is_dense_at_scaled_weight_variance():
+    q = np.array([0.1, 1.0, 5.0])
+    np.testing.assert_allclose(
+        dr.length_map("tanh", 2.0, SB, 0.8, q), mft.length_map("tanh", 2.5, SB, q), rtol=1e-13
+    )
+    assert _f(dr.q_star("erf", 2.0, SB, 0.8)) == pytest.approx(
+        _f(mft.q_star("erf", 2.5, SB)), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("rho", [0.9, 0.99])
+@pytest.mark.parametrize("sw", [0.8, 1.76, 3.0])
+def test_c_star_below_one_and_fixed(rho, sw):
+    out = dr.quantities("tanh", sw, SB, rho)
+    c = _f(out["c_star"])
+    assert 0.0 <= c < 1.0
+    assert _f(dr.correlation_map("tanh", sw, SB, rho, c)) == pytest.approx(c, abs=1e-12)
+    # c = 1 is not a fixed point: its image is below 1.
+    assert _f(dr.correlation_map("tanh", sw, SB, rho, 1.0)) < 1.0
+    assert 0.0 < _f(out["chi_c"]) < 1.0
+
+
+def test_relu_closed_form_c_star_below_one():
+    assert _f(dr.c_star("relu", 1.5, 0.1, 0.9)) < 1.0
+    assert math.isfinite(_f(dr.depth_scales("relu", 1.5, 0.1, 0.9)[1]))
+
+
+def test_xi_c_finite_and_capped():
+    grid = np.linspace(1.0, 4.0, 31)
+    crit = _f(mft.critical_sigma_w2("tanh", SB))
+    grid = np.sort(np.append(grid, crit))  # the dense network's divergence
+    for rho, cap in [(0.95, 10.0), (0.99, 25.0)]:
+        xi_c = np.asarray(dr.sweep("tanh", grid, SB, rho)["xi_c"])
+        assert np.all(np.isfinite(xi_c))
+        assert xi_c.max() < cap
+    assert not np.isfinite(_f(mft.depth_scales("tanh", crit, SB)[1])) or (
+        _f(mft.depth_scales("tanh", crit, SB)[1]) > 1e3
+    )
+    # Less dropout, longer depth scale at criticality.
+    assert _f(dr.depth_scales("tanh", crit, SB, 0.99)[1]) > _f(
+        dr.depth_scales("tanh", crit, SB, 0.9)[1]
+    )
+
+
+def test_sweep_matches_scalar():
+    grid = np.array([1.2, 2.2])
+    out = dr.sweep("tanh", grid, SB, 0.9)
+    for i, sw in enumerate(grid):
+        assert _f(out["xi_c"][i]) == pytest.approx(_f(dr.depth_scales("tanh", sw, SB, 0.9)[1]))
+
+
+def test_dropout_simulation_matches_theory():
+    """q^l and c^l of width-1000 dropout networks, started at q*, against (q*, c*)."""
+    sw, rho, width, seeds = 2.0, 0.9, 1000, 4
+    th = dr.quantities("tanh", sw, SB, rho)
+    qs, cs = _f(th["q_star"]), _f(th["c_star"])
+    x = nw.make_inputs(KEY, 2, 32, (qs - SB) / sw, 0.3)
+    sim = dr.preactivation_moments(KEY, x, "tanh", sw, SB, rho, width, 24, seeds)
+    q_late = np.asarray(sim["q"])[:, 14:, :].mean(axis=(1, 2))
+    c_late = np.asarray(sim["c"])[:, 14:, 0, 1].mean(axis=1)
+    for values, target in ((q_late, qs), (c_late, cs)):
+        se = values.std(ddof=1) / math.sqrt(seeds)
+        # 5 SE plus a 1% finite-width allowance (O(1/N) corrections).
+        assert abs(values.mean() - target) < 5 * se + 0.01 * abs(target) + 0.005
+
+
+def test_rho_one_simulation_is_dense_network():
+    x = nw.make_inputs(KEY, 2, 16, 1.0)
+    a = dr.preactivation_moments(KEY, x, "tanh", 1.5, SB, 1.0, 64, 3, 2)["kernel"]
+    b = nw.preactivation_moments(KEY, x, "tanh", 1.5, SB, 64, 3, 2)["kernel"]
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("sw", "rho", "rel"),
+    [(1.0, 1.0, 0.08), (1.3, 0.95, 0.15)],
+)
+def test_xi_c_from_correlation_decay(sw, rho, rel):
+    """|c^l - c*| in width-1000 networks decays as exp(-l / xi_c): fitted rate near 1/xi_c."""
+    out = dr.correlation_decay(KEY, "tanh", sw, SB, rho, c0=0.0, width=1000, depth=30, n_seeds=4)
+    xi = out["xi_fit"]
+    se = xi.std(ddof=1) / math.sqrt(len(xi))
+    assert abs(xi.mean() - out["xi_c"]) < 4 * se + rel * out["xi_c"]
+
+
+def test_gradient_norms_grow_as_chi1():
+    """||delta^l||^2 of random dense networks changes by chi_1 per layer (Schoenholz Sec. 5)."""
+    depth, width, seeds = 20, 500, 4
+    for sw in (1.2, 3.0):
+        qs, chi = _f(mft.q_star("tanh", sw, SB)), _f(mft.chi1("tanh", sw, SB))
+        x = nw.make_inputs(KEY, 2, 32, (qs - SB) / sw)
+        norms = np.asarray(nw.gradient_norms(KEY, x, "tanh", sw, SB, width, depth, seeds))
+        logn = np.log(norms.mean(axis=2))  # (seeds, depth+1)
+        slopes = np.polyfit(np.arange(depth + 1), logn.T, 1)[0]
+        se = slopes.std(ddof=1) / math.sqrt(seeds)
+        # ||delta^l||^2 = chi_1^(L - l) ||delta^L||^2: slope -log(chi_1) in l.
+        assert abs(slopes.mean() + math.log(chi)) < 5 * se + 0.02
+
+
+def test_fit_depth_scale_recovers_exponential():
+    layers = np.arange(40)
+    d = 0.7 * np.exp(-layers / 6.5)
+    assert dr.fit_depth_scale(d) == pytest.approx(6.5, rel=5e-3)
+    assert dr.fit_depth_scale(d, log=True) == pytest.approx(6.5, rel=1e-10)
+    both = np.stack([d, -0.2 * np.exp(-layers / 3.0)])
+    np.testing.assert_allclose(dr.fit_depth_scale(both), [6.5, 3.0], rtol=5e-3)
+
+
+@pytest.mark.parametrize("rho", [0.0, -0.1, 1.5, float("nan")])
+def test_bad_rho(rho):
+    with pytest.raises(ValueError, match="rho"):
+        dr.quantities("tanh", 1.5, SB, rho)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="sigma_w2"):
+        dr.c_star("tanh", -1.0, SB, 0.9)
+    with pytest.raises(ValueError, match="c"):
+        dr.correlation_map("tanh", 1.5, SB, 0.9, 1.2)
+    with pytest.raises(ValueError, match="tanhh|known|activation"):
+        dr.q_star("tanhh", 1.5, SB, 0.9)
+    with pytest.raises(ValueError, match="sweep"):
+        dr.quantities("tanh", [1.0, 2.0], SB, 0.9)
+    with pytest.raises(ValueError, match="layers"):
+        dr.fit_depth_scale(np.ones(5), layers=np.arange(4))
+    with pytest.raises(ValueError, match="at least 3"):
+        dr.fit_depth_scale(np.ones(2))
+    with pytest.raises(ValueError, match="n_inputs"):
+        dr.correlation_decay(KEY, "tanh", 1.5, SB, 0.9, n_inputs=1)
+    x = nw.make_inputs(KEY, 2, 8, 1.0)
+    with pytest.raises(ValueError, match="rho"):
+        dr.preactivation_moments(KEY, x, "tanh", 1.5, SB, 0.0, 16, 2)

@@ -1,0 +1,108 @@
+"""Tests for mftlib.training: vectorised loop equals a plain loop; loss decreases; validation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mftlib import datasets, networks, training
+
+KEY = jax.random.PRNGKey(3)
+DATA = datasets.digits()
+SMALL = dict(n_seeds=2, steps=40, batch_size=16, learning_rate=0.05, n_record=4)
+
+
+def test_loss_decreases_and_accuracy_beats_chance():
+    out = training.train(KEY, DATA, "tanh", [1.0, 1.5], 0.05, 32, 2, **SMALL)
+    hist = out["loss_history"]
+    assert hist.shape == (2, 2, 4)
+    assert np.all(hist[..., -1] < hist[..., 0])
+    assert np.all(out["train_accuracy"] > 0.5)
+    assert np.all(out["test_accuracy"] > 0.4)
+    assert out["train_accuracy"].shape == out["test_accuracy"].shape == (2, 2)
+
+
+def _reference(seed_key, sw, sb, width, depth, steps, batch_size, lr, key):
+    """A plain loop: init_dense, optax.sgd, one network, the same minibatches."""
+    params = networks.init_dense(seed_key, 64, [width] * depth + [10], depth, sw, sb)
+    idx = jax.random.randint(jax.random.fold_in(key, 2**31 - 2), (steps, batch_size), 0, 1437)
+    x, y = jnp.asarray(DATA.x_train), jnp.asarray(DATA.y_train)
+
+    def loss(p, xb, yb):
+        h = xb
+        for i, (W, b) in enumerate(p):
+            h = (h if i == 0 else jnp.tanh(h)) @ W.T + b
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(h, yb)), h
+
+    opt = optax.sgd(lr)
+    state = opt.init(params)
+    grad = jax.grad(lambda p, xb, yb: loss(p, xb, yb)[0])
+    for t in range(steps):
+        g = grad(params, x[idx[t]], y[idx[t]])
+        updates, state = opt.update(g, state)
+        params = optax.apply_updates(params, updates)
+    logits = loss(params, x, y)[1]
+    return float(np.mean(np.asarray(jnp.argmax(logits, -1) == y)))
+
+
+def test_vmap_over_seeds_and_sigma_w2_equals_a_loop():
+    sw, width, depth, steps = [0.8, 2.0], 16, 3, 12
+    kw = dict(n_seeds=2, steps=steps, batch_size=8, learning_rate=0.05, n_record=1)
+    out = training.train(KEY, DATA, "tanh", sw, 0.05, width, depth, **kw)
+    seed_keys = jax.random.split(KEY, 2)
+    for i, s in enumerate(sw):
+        for j in range(2):
+            ref = _reference(seed_keys[j], s, 0.05, width, depth, steps, 8, 0.05, KEY)
+            assert out["train_accuracy"][i, j] == pytest.approx(ref, abs=1e-6)  # same count
+        # One sigma_w2 at a time gives the same as the grid.
+        single = training.train(KEY, DATA, "tanh", s, 0.05, width, depth, **kw)
+        np.testing.assert_allclose(single["loss_history"][0], out["loss_history"][i], rtol=1e-10)
+
+
+def test_train_depths_stacks_and_float32_runs():
+    out = training.train_depths(
+        KEY, DATA, "tanh", [1.5], 0.05, 8, [1, 2], dtype=jnp.float32, optimizer="adam", **SMALL
+    )
+    assert out["train_accuracy"].shape == (2, 1, 2)
+    mse = training.train(KEY, DATA, "erf", 1.5, 0.0, 8, 1, loss="mse", optimizer="rmsprop", **SMALL)
+    assert np.all(np.isfinite(mse["loss_history"]))
+
+
+def test_fit_depth_multiple():
+    depths = np.array([2, 4, 8, 16, 32])
+    xi = np.array([1.0, 3.0, np.inf, 2.0])
+    acc = np.where(depths[:, None] < 6 * xi[None, :], 0.95, 0.1)
+    k, errors = training.fit_depth_multiple(acc, depths, xi, 0.5)
+    assert errors.min() == 0
+    assert 16 / 3 < k * 1.0001 and k <= 8.0  # any k in (16/3, 8] separates these cells
+    with pytest.raises(ValueError, match="shape"):
+        training.fit_depth_multiple(acc[:, :2], depths, xi, 0.5)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="depth"):
+        training.train(KEY, DATA, "tanh", 1.0, 0.05, 8, 0)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        training.train(KEY, DATA, "tanh", [1.0, -1.0], 0.05, 8, 2)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        training.train(KEY, DATA, "tanh", 0.0, 0.05, 8, 2)
+    with pytest.raises(ValueError, match="n_record"):
+        training.train(KEY, DATA, "tanh", 1.0, 0.05, 8, 2, steps=10, n_record=3)
+    with pytest.raises(ValueError, match="optimizer"):
+        training.train(KEY, DATA, "tanh", 1.0, 0.05, 8, 2, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="loss"):
+        training.train(KEY, DATA, "tanh", 1.0, 0.05, 8, 2, loss="hinge")
+    with pytest.raises(ValueError, match="learning_rate"):
+        training.train(KEY, DATA, "tanh", 1.0, 0.05, 8, 2, learning_rate=-1.0)
+    with pytest.raises(TypeError, match="key"):
+        training.train(0, DATA, "tanh", 1.0, 0.05, 8, 2)
+    with pytest.raises(TypeError, match="x_train"):
+        training.train(KEY, object(), "tanh", 1.0, 0.05, 8, 2)
+    bad = DATA._replace(y_train=DATA.y_train + 10)
+    with pytest.raises(ValueError, match="y_train"):
+        training.train(KEY, bad, "tanh", 1.0, 0.05, 8, 2)
+    with pytest.raises(TypeError, match="depths"):
+        training.train_depths(KEY, DATA, "tanh", 1.0, 0.05, 8, 3)
