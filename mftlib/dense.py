@@ -264,24 +264,38 @@ def gradient_depth_scale(phi, sigma_w2, sigma_b2) -> Array:
 
 
 @partial(jax.jit, static_argnums=0)
-def _quantities(act: Activation, sw, sb) -> dict:
+def _one_dimensional(act: Activation, sw, sb) -> dict:
+    """The quantities that need only 1-D integrals: q*, chi_1, xi_q (c* and xi_c as if ordered)."""
     q = _q_star(act, sw, sb, 1.0)
     finite = jnp.isfinite(q)
     qs = jnp.where(finite, q, 1.0)
     chi = _chi1(act, sw, qs)
-    c = _c_star(act, sw, sb, qs, chi)
-    chi_q = sw * act.mean_square_slope(qs)
-    chi_c = jnp.where(c < 1.0, sw * act.deriv_pair_moment(qs, qs, c * qs), chi)
     nan = jnp.nan
     return {
         "q_star": q,
-        "c_star": jnp.where(finite, c, nan),
+        "c_star": jnp.where(finite, 1.0, nan),
         "chi1": jnp.where(finite, chi, nan),
-        "chi_c": jnp.where(finite, chi_c, nan),
-        "xi_q": jnp.where(finite, dynamics.depth_scale(chi_q), nan),
-        "xi_c": jnp.where(finite, dynamics.depth_scale(chi_c), nan),
+        "chi_c": jnp.where(finite, chi, nan),
+        "xi_q": jnp.where(finite, dynamics.depth_scale(sw * act.mean_square_slope(qs)), nan),
+        "xi_c": jnp.where(finite, dynamics.depth_scale(chi), nan),
         "diverged": ~finite,
     }
+
+
+@partial(jax.jit, static_argnums=0)
+def _quantities(act: Activation, sw, sb) -> dict:
+    """All quantities at one point: the 1-D ones, then c*, chi_c, xi_c by 2-D quadrature."""
+    out = _one_dimensional(act, sw, sb)
+    finite = ~out["diverged"]
+    qs = jnp.where(finite, out["q_star"], 1.0)
+    chi = jnp.where(finite, out["chi1"], 0.5)
+    c = _c_star(act, sw, sb, qs, chi)
+    chi_c = jnp.where(c < 1.0, sw * act.deriv_pair_moment(qs, qs, c * qs), chi)
+    nan = jnp.nan
+    out["c_star"] = jnp.where(finite, c, nan)
+    out["chi_c"] = jnp.where(finite, chi_c, nan)
+    out["xi_c"] = jnp.where(finite, dynamics.depth_scale(chi_c), nan)
+    return out
 
 
 def phase_diagram(phi, sigma_w2_grid, sigma_b2_grid, series_tol: float = 1e-10) -> dict:
@@ -334,25 +348,6 @@ def phase_diagram(phi, sigma_w2_grid, sigma_b2_grid, series_tol: float = 1e-10) 
 
 # Direct 2-D quadrature for a list of points (compiled once per activation and list length).
 _quantities_batch = jax.jit(jax.vmap(_quantities, in_axes=(None, 0, 0)), static_argnums=0)
-
-
-@partial(jax.jit, static_argnums=0)
-def _one_dimensional(act: Activation, sw, sb) -> dict:
-    """The quantities that need only 1-D integrals: q*, chi_1, xi_q (c* and xi_c as if ordered)."""
-    q = _q_star(act, sw, sb, 1.0)
-    finite = jnp.isfinite(q)
-    qs = jnp.where(finite, q, 1.0)
-    chi = _chi1(act, sw, qs)
-    nan = jnp.nan
-    return {
-        "q_star": q,
-        "c_star": jnp.where(finite, 1.0, nan),
-        "chi1": jnp.where(finite, chi, nan),
-        "chi_c": jnp.where(finite, chi, nan),
-        "xi_q": jnp.where(finite, dynamics.depth_scale(sw * act.mean_square_slope(qs)), nan),
-        "xi_c": jnp.where(finite, dynamics.depth_scale(chi), nan),
-        "diverged": ~finite,
-    }
 
 
 @partial(jax.jit, static_argnums=(0, 1))

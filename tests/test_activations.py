@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import integrate, special
+from reference import pdf as _pdf
+from reference import ref_expect1
+from scipy import special
 
 import mftlib
 from mftlib import gaussian
@@ -18,22 +20,6 @@ from mftlib.activations import Activation, activation, known_activations
 
 REQUIRED = ("linear", "tanh", "relu", "erf", "gelu", "sigmoid", "softplus")
 CLOSED = ("linear", "relu", "erf")
-
-SQRT2PI = math.sqrt(2.0 * math.pi)
-QUAD = dict(epsabs=0.0, epsrel=1e-13, limit=500)
-
-
-def _pdf(z):
-    return math.exp(-0.5 * z * z) / SQRT2PI
-
-
-def ref_expect1(f, q):
-    s = math.sqrt(q)
-
-    def h(z):
-        return f(s * z) * _pdf(z)
-
-    return integrate.quad(h, -40, 0, **QUAD)[0] + integrate.quad(h, 0, 40, **QUAD)[0]
 
 
 def _Phi(u):

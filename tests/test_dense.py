@@ -17,27 +17,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from reference import pdf as _pdf
+from reference import ref_expect1
 from scipy import integrate, optimize, special
 
 import mftlib as mft
 from mftlib import dense, dynamics
 
-SQRT2PI = math.sqrt(2.0 * math.pi)
-QUAD = dict(epsabs=0.0, epsrel=1e-13, limit=500)
 QUAD2 = dict(epsabs=1e-15, epsrel=1e-12, limit=200)
-
-
-def _pdf(z):
-    return math.exp(-0.5 * z * z) / SQRT2PI
-
-
-def ref_expect1(f, q):
-    s = math.sqrt(q)
-
-    def h(z):
-        return f(s * z) * _pdf(z)
-
-    return integrate.quad(h, -40, 0, **QUAD)[0] + integrate.quad(h, 0, 40, **QUAD)[0]
 
 
 def ref_pair(f, q, c):

@@ -13,30 +13,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from reference import LIMIT, SQRT2PI, ref_expect1
+from reference import pdf as _pdf
 from scipy import integrate, special
 
 import mftlib  # noqa: F401  (switches JAX to float64)
 from mftlib import gaussian
 from mftlib.gaussian import DEFAULT_RULE, DEFAULT_RULE_2D, QuadratureRule
 
-SQRT2PI = math.sqrt(2.0 * math.pi)
-LIMIT = 40.0  # integration limits in z; the Gaussian mass beyond is ~1e-350
-QUAD = dict(epsabs=0.0, epsrel=1e-13, limit=500)
 QUAD2 = dict(epsabs=1e-15, epsrel=1e-12, limit=400)
-
-
-def _pdf(z):
-    return math.exp(-0.5 * z * z) / SQRT2PI
-
-
-def ref_expect1(f, q):
-    """int Dz f(sqrt(q) z) by adaptive quadrature, split at z = 0."""
-    s = math.sqrt(q)
-
-    def h(z):
-        return f(s * z) * _pdf(z)
-
-    return integrate.quad(h, -LIMIT, 0.0, **QUAD)[0] + integrate.quad(h, 0.0, LIMIT, **QUAD)[0]
 
 
 def ref_expect2(f, g, q11, q22, c):
