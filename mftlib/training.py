@@ -366,6 +366,117 @@ def _check_data(data):
     return x_tr, y_tr, x_te, y_te
 
 
+def _fit_one(apply_fn, opt, loss_kind: str, n_record: int):
+    """One model's optimisation as a ``lax.scan`` over minibatches (vmapped by the callers)."""
+
+    def loss(p, x, y):
+        z = apply_fn(p, x)
+        if loss_kind == "cross_entropy":
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, y))
+        return jnp.mean(jnp.sum((z - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)) ** 2, -1))
+
+    def accuracy(p, x, y):
+        z = apply_fn(p, x)
+        ok = (jnp.argmax(z, -1) == y) & jnp.all(jnp.isfinite(z), -1)
+        return jnp.mean(ok.astype(jnp.float64))
+
+    def run_one(p, batches_x, batches_y, x_tr, y_tr, x_te, y_te):
+        state = opt.init(p)
+
+        def step(carry, batch):
+            p, state = carry
+            value, g = jax.value_and_grad(loss)(p, *batch)
+            updates, state = opt.update(g, state, p)
+            return (optax.apply_updates(p, updates), state), value
+
+        (p, _), values = jax.lax.scan(step, (p, state), (batches_x, batches_y))
+        return {
+            "train_accuracy": accuracy(p, x_tr, y_tr),
+            "test_accuracy": accuracy(p, x_te, y_te),
+            "loss_history": values.reshape(n_record, -1).mean(-1),
+            "initial_loss": values[0],
+        }
+
+    return run_one
+
+
+def train_models(
+    key,
+    apply_fn,
+    params,
+    data,
+    *,
+    steps: int = 300,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    optimizer="sgd",
+    loss: str = "cross_entropy",
+    n_record: int = 10,
+    dtype=jnp.float64,
+    x_shape: tuple[int, ...] | None = None,
+) -> dict:
+    r"""Train a stack of models of any architecture together: one compiled, vmapped ``lax.scan``.
+
+    This is the generic loop behind every trainability experiment in the book: the caller builds
+    the initial parameters of ``M`` models (any pytree whose leaves share a leading axis of length
+    ``M``, e.g. seeds times a grid of initialisation variances, flattened) and a forward pass
+    ``apply_fn(p, x) -> logits`` for *one* model; all ``M`` are trained on the same minibatch
+    sequence (drawn with replacement from ``key``) by ``jax.vmap`` over the leading axis.
+
+    Args:
+        key: JAX PRNG key for the minibatch indices.
+        apply_fn: ``(params_of_one_model, x[batch, ...]) -> logits[batch, n_classes]``.
+        params: pytree, every leaf with leading axis ``M`` (the models).
+        data: a :class:`mftlib.datasets.Dataset` (``x_train``, ``y_train``, ``x_test``,
+            ``y_test``, ``n_classes``); inputs are 2-D ``(n, d)``.
+        steps, batch_size, learning_rate, optimizer, loss, n_record, dtype: as in :func:`train`.
+        x_shape: reshape each input to ``x_shape`` before ``apply_fn`` (e.g. ``(8, 8, 1)`` for
+            images or ``(8, 8)`` for a sequence of rows); ``None`` keeps ``(d,)``.
+
+    Returns:
+        dict of numpy float64 arrays with leading axis ``M``: ``train_accuracy``,
+        ``test_accuracy`` (a model with non-finite outputs counts as wrong), ``initial_loss``,
+        ``loss_history`` ``(M, n_record)``.
+    """
+    key = _check_key(key)
+    if not callable(apply_fn):
+        raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params must be a pytree with at least one array leaf")
+    n_models = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+    if len(n_models) != 1 or None in n_models:
+        raise ValueError(
+            f"every leaf of params needs the same leading (model) axis; got lengths {n_models}"
+        )
+    steps = V.positive_int("steps", steps)
+    batch_size = V.positive_int("batch_size", batch_size)
+    n_record = V.positive_int("n_record", n_record)
+    if steps % n_record:
+        raise ValueError(f"steps ({steps}) must be a multiple of n_record ({n_record})")
+    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    opt = _optimizer(optimizer, float(learning_rate))
+    x_tr, y_tr, x_te, y_te = _check_data(data)
+    if x_shape is not None:
+        x_shape = tuple(int(s) for s in x_shape)
+        if int(np.prod(x_shape)) != x_tr.shape[1]:
+            raise ValueError(f"x_shape {x_shape} does not hold {x_tr.shape[1]} features")
+        x_tr = x_tr.reshape((-1,) + x_shape)
+        x_te = x_te.reshape((-1,) + x_shape)
+    idx = jax.random.randint(key, (steps, batch_size), 0, x_tr.shape[0])
+    x_tr, x_te = jnp.asarray(x_tr, dtype), jnp.asarray(x_te, dtype)
+    y_tr, y_te = jnp.asarray(y_tr), jnp.asarray(y_te)
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params)
+    run_one = _fit_one(apply_fn, opt, loss, n_record)
+    run = jax.jit(jax.vmap(run_one, in_axes=(0,) + (None,) * 6))
+    out = run(params, x_tr[idx], y_tr[idx], x_tr, y_tr, x_te, y_te)
+    return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
 def fit_depth_multiple(
     accuracy, depths, xi, threshold: float, k_grid=None
 ) -> tuple[float, np.ndarray]:

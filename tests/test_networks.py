@@ -1,4 +1,4 @@
-"""Tests for mftlib.networks (dense): shapes, sampling statistics, theory against simulation, validation.
+"""Tests for mftlib.networks.dense: shapes, sampling statistics, theory vs simulation, validation.
 
 Statistical checks compare a sample mean with its expectation within 5 standard errors, the error
 taken from the sampling distribution (Gaussian weights) or from the spread over seeds. All keys are
