@@ -1,7 +1,9 @@
 # Build, test and benchmark the book and mftlib.  GNU make.
 #
-#   make book    set up .venv (once) and build the site into _build/html
-#   make test    run the mftlib test suite
+#   make book       set up .venv (once) and build the site into _build/html
+#   make test       run the mftlib test suite
+#   make test-site  load every built page in headless Chromium and check what a reader sees
+#   make notebooks  regenerate chapters/*.ipynb from the MyST sources (make book does it too)
 #   make bench   run the timing benchmarks against their budgets
 #   make lint    ruff check + ruff format --check
 #   make clean   remove _build
@@ -16,7 +18,7 @@ STAMP := $(VENV)/.installed
 export JAX_PLATFORMS = cpu
 export PYTHONHASHSEED = 0
 
-.PHONY: all venv book test bench lint format clean
+.PHONY: all venv book test test-site notebooks bench lint format clean
 
 all: book
 
@@ -31,7 +33,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # -W turns every Sphinx warning into an error (--keep-going reports all of them first);
 # -n (nitpicky) also flags every unresolved cross-reference.
-book: $(STAMP)
+book: $(STAMP) notebooks
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build . --builder html -W --keep-going -n; \
 	status=$$?; \
@@ -41,16 +43,24 @@ book: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 tests
 
+notebooks: $(STAMP)
+	$(BIN)/python tools/make_notebooks.py
+
+# The checker first proves on a broken fixture page that it still catches every defect.
+test-site: $(STAMP)
+	$(BIN)/python tests/site/check_site.py --self-test
+	$(BIN)/python tests/site/check_site.py --html _build/html --screenshots _build/site-check
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check mftlib tests benchmarks
-	$(BIN)/ruff format --check mftlib tests benchmarks
+	$(BIN)/ruff check mftlib tests benchmarks tools
+	$(BIN)/ruff format --check mftlib tests benchmarks tools
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix mftlib tests benchmarks
-	$(BIN)/ruff format mftlib tests benchmarks
+	$(BIN)/ruff check --fix mftlib tests benchmarks tools
+	$(BIN)/ruff format mftlib tests benchmarks tools
 
 clean:
 	rm -rf _build

@@ -31,7 +31,7 @@ eq. 15), with depth scale :math:`\xi_\nabla^{-1} = -\log\chi_1`.
 Conventions: variances, not standard deviations; ``phi`` is a name or an
 :class:`~mftlib.activations.Activation`. Where the length map diverges (unbounded activations with
 large :math:`\sigma_w^2`) ``q_star`` is ``inf`` and the quantities that need :math:`q^*` are NaN;
-:func:`phase_diagram` reports those points in its ``diverged`` mask.
+:func:`~mftlib.phase_diagram` reports those points in its ``diverged`` mask.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ For :math:`N \to \infty` each unit sees a self-consistent Gaussian field (Sompol
 Crisanti & Sommers 1988; Crisanti & Sompolinsky 2018, arXiv:1809.06042), and the autocorrelation
 :math:`\Delta(\tau) = \langle x(t)x(t+\tau)\rangle` moves like a particle in a potential
 (:func:`scs_potential`); :math:`\Delta_0 = \Delta(0)` follows from energy conservation
-(:func:`scs_delta0`). Only for :math:`g\phi'(0) > 1` is there such a chaotic solution; below,
+(:func:`~mftlib.scs_delta0`). Only for :math:`g\phi'(0) > 1` is there such a chaotic solution; below,
 the quiescent fixed point :math:`x = 0` is stable (its linearisation :math:`-1 + J\phi'(0)` has
 eigenvalues in a disc of radius :math:`g\phi'(0)` about :math:`-1`, the circular law).
 The theory accepts ``phi`` in {"tanh", "erf"}, odd activations with a closed-form antiderivative;
-pair moments come from :meth:`mftlib.activations.Activation.pair_moment`.
+pair moments come from :meth:`mftlib.Activation.pair_moment`.
 """
 
 from __future__ import annotations
@@ -387,7 +387,7 @@ def simulate_discrete(key, n, g, steps, q0=1.0, phi="tanh", fresh=True) -> np.nd
     deep feed-forward network of width ``n`` with :math:`\sigma_w^2 = g^2`, :math:`\sigma_b^2 = 0`.
     With ``fresh=False`` one :math:`J` is kept (the quenched recurrent net). For :math:`N \to
     \infty` both follow Amari's macroscopic equation, the length map :math:`q^{t+1} =
-    g^2\,\mathbb{E}[\phi(\sqrt{q^t} z)^2]` (Amari 1972; :func:`mftlib.dense.length_map`).
+    g^2\,\mathbb{E}[\phi(\sqrt{q^t} z)^2]` (Amari 1972; :func:`mftlib.length_map`).
 
     Returns ``(steps + 1,)``: :math:`q^0, \dots, q^{steps}`; :math:`x^0 \sim \mathcal{N}(0, q_0 I)`.
     """

@@ -34,6 +34,7 @@ OKABE_ITO = (
     "#000000",  # black
 )
 
+#: Matplotlib rcParams of every figure in the book (applied by :func:`use_book_style`).
 BOOK_STYLE: dict[str, object] = {
     "figure.dpi": 110,
     "savefig.dpi": 110,

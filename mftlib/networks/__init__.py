@@ -1,7 +1,7 @@
 r"""Finite random networks in plain JAX, to check mean-field theory by simulation.
 
 One submodule per architecture, next to the mean-field module it checks:
-:mod:`mftlib.networks.dense` (fully connected; its names are re-exported here, so
+``mftlib.networks.dense`` (fully connected; its names are re-exported here, so
 ``mftlib.networks.init_dense`` keeps working). The other architectures' finite networks live in
 ``mftlib.networks.<architecture>`` and are re-exported below as they are added.
 """
