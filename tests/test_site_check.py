@@ -84,3 +84,15 @@ def test_the_real_toc_pages_have_sources():
     root = Path(__file__).parents[1]
     for page in check_site.toc_pages(root / "_toc.yml"):
         assert (root / f"{page}.md").exists() or (root / f"{page}.ipynb").exists(), page
+
+
+def test_chapter_conventions_are_checked():
+    bare = _report(uncaptioned=["fig.png"], headings=["3 · A chapter"], admonitions=["Note"])
+    found = check_site.problems(bare, BASE + "good.html", FIXTURES, chapter=True)
+    assert any("without a caption" in p for p in found)
+    assert any("What you will learn" in p for p in found)
+    assert any("Summary" in p for p in found)
+    fine = _report(headings=["3 · A chapter", "Summary"], admonitions=["What you will learn"])
+    assert check_site.problems(fine, BASE + "good.html", FIXTURES, chapter=True) == []
+    # The appendix has no such conventions.
+    assert check_site.problems(_report(), BASE + "good.html", FIXTURES, chapter=False) == []

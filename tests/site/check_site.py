@@ -15,7 +15,9 @@ finished, the rendered DOM is asserted on:
   and carries alt text;
 - **outputs**: no cell shows an error or a traceback, and no stderr output mentions one;
 - **links**: every internal link and cross-reference resolves to a built page and, if it has a
-  ``#fragment``, to an element with that id on the target page.
+  ``#fragment``, to an element with that id on the target page;
+- **reader comfort**: every figure a cell produces has a caption, and every chapter (not the
+  appendix) opens with a "What you will learn" admonition and has a "Summary" section.
 
 A full-page screenshot of each page is saved for a person to look at. ``--self-test`` loads the
 fixture ``tests/site/fixtures/broken.html`` (raw math, a missing image, an error output, a broken
@@ -64,8 +66,15 @@ const errors = [...main.querySelectorAll('.traceback, .output.error, .cell_outpu
 const stderr = [...main.querySelectorAll('.stderr, .output.stderr')]
   .map(el => el.textContent.trim().slice(0, 300));
 const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
-return {text: clone.textContent, untypeset, images, errors, stderr, links,
-        height: document.documentElement.scrollHeight};
+// Figures from cell outputs: an image in the page body that is not a logo or an icon.
+const uncaptioned = [...main.querySelectorAll('.cell_output img, .output img')]
+  .filter(img => !(img.closest('figure') && img.closest('figure').querySelector('figcaption')))
+  .map(img => img.getAttribute('src') || '');
+const headings = [...main.querySelectorAll('h1, h2')]
+  .map(h => h.textContent.replace('#', '').trim());
+const admonitions = [...main.querySelectorAll('.admonition-title')].map(t => t.textContent.trim());
+return {text: clone.textContent, untypeset, images, errors, stderr, links, uncaptioned,
+        headings, admonitions, height: document.documentElement.scrollHeight};
 """
 
 WAIT_MATHJAX_JS = r"""
@@ -122,9 +131,20 @@ def broken_link(href: str, base_url: str, html_root: Path) -> str | None:
     return None
 
 
-def problems(report: dict, page_url: str, html_root: Path) -> list[str]:
-    """Every defect in what the browser collected from one page (empty list: the page is fine)."""
+def problems(report: dict, page_url: str, html_root: Path, chapter: bool = False) -> list[str]:
+    """Every defect in what the browser collected from one page (empty list: the page is fine).
+
+    ``chapter=True`` adds the chapter conventions: a "What you will learn" admonition at the
+    start and a "Summary" section.
+    """
     found = []
+    for src in report.get("uncaptioned", []):
+        found.append(f"figure without a caption: {src[:80]}")
+    if chapter:
+        if not any("What you will learn" in t for t in report.get("admonitions", [])):
+            found.append("chapter without a 'What you will learn' admonition")
+        if not any(h.startswith("Summary") for h in report.get("headings", [])):
+            found.append("chapter without a 'Summary' section")
     for snippet in raw_math(report["text"]):
         found.append(f"raw math left in the text: {snippet!r}")
     for snippet in report["untypeset"]:
@@ -236,7 +256,8 @@ def check_site(html_root: Path, pages: list[str], shots: Path | None, tmp: Path)
                 continue
             t0 = time.perf_counter()
             report = load(driver, url)
-            found = problems(report, url, html_root)
+            is_chapter = page.startswith("chapters/") and not page.startswith("chapters/appendix")
+            found = problems(report, url, html_root, chapter=is_chapter)
             n_img = len(report["images"])
             status = "ok  " if not found else "FAIL"
             print(f"{status} {page} ({n_img} images, {time.perf_counter() - t0:.1f} s)")
@@ -257,8 +278,8 @@ def self_test(tmp: Path) -> int:
     server, base = _serve(FIXTURES)
     driver = _browser(tmp / "profile-selftest")
     try:
-        bad = problems(load(driver, base + "broken.html"), base + "broken.html", FIXTURES)
-        good = problems(load(driver, base + "good.html"), base + "good.html", FIXTURES)
+        bad = problems(load(driver, base + "broken.html"), base + "broken.html", FIXTURES, True)
+        good = problems(load(driver, base + "good.html"), base + "good.html", FIXTURES, True)
     finally:
         driver.quit()
         server.shutdown()
@@ -269,6 +290,9 @@ def self_test(tmp: Path) -> int:
         "error output": "error output",
         "broken page link": "no such page",
         "broken anchor": "no anchor",
+        "figure without caption": "without a caption",
+        "no learning goals": "What you will learn",
+        "no summary": "Summary",
     }
     missed = [name for name, key in expected.items() if not any(key in p for p in bad)]
     for p in bad:
