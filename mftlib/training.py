@@ -98,20 +98,18 @@ def _logits(p: MLP, x: Array, fn, n_hidden=None) -> Array:
     return fn(h) @ p.Wout.T + p.bout
 
 
-def _loss_fn(kind: str, fn):
-    def loss(p, x, y, n_hidden):
-        z = _logits(p, x, fn, n_hidden)
-        if kind == "cross_entropy":
-            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, y))
-        return jnp.mean(jnp.sum((z - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)) ** 2, -1))
-
-    return loss
-
-
-def _accuracy(p: MLP, x, y, fn, n_hidden):
-    z = _logits(p, x, fn, n_hidden)
-    ok = (jnp.argmax(z, -1) == y) & jnp.all(jnp.isfinite(z), -1)
-    return jnp.mean(ok.astype(jnp.float64))
+def _check_options(steps, batch_size, n_record, learning_rate, loss, dtype) -> tuple[int, int, int]:
+    steps = V.positive_int("steps", steps)
+    batch_size = V.positive_int("batch_size", batch_size)
+    n_record = V.positive_int("n_record", n_record)
+    if steps % n_record:
+        raise ValueError(f"steps ({steps}) must be a multiple of n_record ({n_record})")
+    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return steps, batch_size, n_record
 
 
 def _optimizer(name, learning_rate: float) -> optax.GradientTransformation:
@@ -132,26 +130,10 @@ def _optimizer(name, learning_rate: float) -> optax.GradientTransformation:
 
 def _make_runner(act: Activation, opt, loss_kind: str, n_record: int):
     fn = act.fn
-    loss = _loss_fn(loss_kind, fn)
 
-    def run_one(p, n_hidden, batches_x, batches_y, x_tr, y_tr, x_te, y_te):
-        state = opt.init(p)
-
-        def step(carry, batch):
-            p, state = carry
-            value, g = jax.value_and_grad(loss)(p, *batch, n_hidden)
-            updates, state = opt.update(g, state, p)
-            return (optax.apply_updates(p, updates), state), value
-
-        (p, _), values = jax.lax.scan(step, (p, state), (batches_x, batches_y))
-        # Loss history: means over n_record equal blocks of steps.
-        history = values.reshape(n_record, -1).mean(-1)
-        return {
-            "train_accuracy": _accuracy(p, x_tr, y_tr, fn, n_hidden),
-            "test_accuracy": _accuracy(p, x_te, y_te, fn, n_hidden),
-            "loss_history": history,
-            "initial_loss": values[0],
-        }
+    def run_one(p, n_hidden, *data):
+        apply_fn = lambda p, x: _logits(p, x, fn, n_hidden)  # noqa: E731
+        return _fit_one(apply_fn, opt, loss_kind, n_record)(p, *data)
 
     def run(unit, n_hidden, sw, sb, bx, by, x_tr, y_tr, x_te, y_te):
         def over_seeds(sw_one):
@@ -259,16 +241,9 @@ def _train(
     V.variance("sigma_b2", sigma_b2)
     width = V.positive_int("width", width)
     n_seeds = V.positive_int("n_seeds", n_seeds)
-    steps = V.positive_int("steps", steps)
-    batch_size = V.positive_int("batch_size", batch_size)
-    n_record = V.positive_int("n_record", n_record)
-    if steps % n_record:
-        raise ValueError(f"steps ({steps}) must be a multiple of n_record ({n_record})")
-    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    steps, batch_size, n_record = _check_options(
+        steps, batch_size, n_record, learning_rate, loss, dtype
+    )
     opt = _optimizer(optimizer, float(learning_rate))
     x_tr, y_tr, x_te, y_te = _check_data(data)
 
@@ -449,16 +424,9 @@ def train_models(
         raise ValueError(
             f"every leaf of params needs the same leading (model) axis; got lengths {n_models}"
         )
-    steps = V.positive_int("steps", steps)
-    batch_size = V.positive_int("batch_size", batch_size)
-    n_record = V.positive_int("n_record", n_record)
-    if steps % n_record:
-        raise ValueError(f"steps ({steps}) must be a multiple of n_record ({n_record})")
-    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if jnp.dtype(dtype) not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    steps, batch_size, n_record = _check_options(
+        steps, batch_size, n_record, learning_rate, loss, dtype
+    )
     opt = _optimizer(optimizer, float(learning_rate))
     x_tr, y_tr, x_te, y_te = _check_data(data)
     if x_shape is not None:
