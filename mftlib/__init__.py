@@ -7,6 +7,7 @@ eigenvalues into depth scales for all of them. Importing mftlib switches JAX to 
 Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
+:mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.gp` (Gaussian-process prediction),
 :mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
 :mod:`~mftlib.expressivity` (manifolds through deep nets) and :mod:`~mftlib.networks` (finite
 random networks for simulation). Three modules are imported on their own, to keep
@@ -22,8 +23,10 @@ from mftlib import (
     dynamics,
     expressivity,
     gaussian,
+    gp,
     hermite,
     networks,
+    ntk,
 )
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
@@ -42,6 +45,7 @@ from mftlib.dense import (
     q_star,
 )
 from mftlib.dmft import scs_autocorrelation, scs_delta0, scs_lyapunov
+from mftlib.ntk import nngp_and_ntk, ntk_kernel
 
 ensure_x64()
 
@@ -56,8 +60,10 @@ __all__ = [
     "dynamics",
     "expressivity",
     "gaussian",
+    "gp",
     "hermite",
     "networks",
+    "ntk",
     "activation",
     "by_scale",
     "c_star",
@@ -70,7 +76,9 @@ __all__ = [
     "gradient_depth_scale",
     "known_activations",
     "length_map",
+    "nngp_and_ntk",
     "nngp_kernel",
+    "ntk_kernel",
     "phase_diagram",
     "q_star",
     "scale",

@@ -10,8 +10,8 @@ autodiff) and, where one exists, the closed form of the pair moment
    \end{pmatrix}\right),
 
 and of the derivative pair moment :math:`\mathbb{E}[\phi'(u_1)\phi'(u_2)]`. Every map of the
-library calls :meth:`~mftlib.Activation.pair_moment` and friends, which use the closed form when there is
-one and the quadrature of :mod:`mftlib.gaussian` otherwise.
+library calls :meth:`~mftlib.Activation.pair_moment` and friends, which use the closed form
+when there is one and the quadrature of :mod:`mftlib.gaussian` otherwise.
 
 Closed forms:
 

@@ -9,7 +9,8 @@ For :math:`N \to \infty` each unit sees a self-consistent Gaussian field (Sompol
 Crisanti & Sommers 1988; Crisanti & Sompolinsky 2018, arXiv:1809.06042), and the autocorrelation
 :math:`\Delta(\tau) = \langle x(t)x(t+\tau)\rangle` moves like a particle in a potential
 (:func:`scs_potential`); :math:`\Delta_0 = \Delta(0)` follows from energy conservation
-(:func:`~mftlib.scs_delta0`). Only for :math:`g\phi'(0) > 1` is there such a chaotic solution; below,
+(:func:`~mftlib.scs_delta0`). Only for :math:`g\phi'(0) > 1` is there such a chaotic solution;
+below,
 the quiescent fixed point :math:`x = 0` is stable (its linearisation :math:`-1 + J\phi'(0)` has
 eigenvalues in a disc of radius :math:`g\phi'(0)` about :math:`-1`, the circular law).
 The theory accepts ``phi`` in {"tanh", "erf"}, odd activations with a closed-form antiderivative;

@@ -1,9 +1,9 @@
 r"""Finite random networks in plain JAX, to check mean-field theory by simulation.
 
 One submodule per architecture, next to the mean-field module it checks:
-``mftlib.networks.dense`` (fully connected; its names are re-exported here, so
-``mftlib.networks.init_dense`` keeps working). The other architectures' finite networks live in
-``mftlib.networks.<architecture>`` and are re-exported below as they are added.
+``mftlib.networks.dense`` (fully connected, standard parameterisation) and
+``mftlib.networks.ntk`` (fully connected, NTK parameterisation). Their public names are
+re-exported here; other architectures' finite networks go in ``mftlib.networks.<architecture>``.
 """
 
 from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with dropout/training)
@@ -19,8 +19,20 @@ from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with 
     make_inputs,
     preactivation_moments,
 )
+from mftlib.networks.ntk import (
+    apply_ntk,
+    empirical_ntk,
+    init_ntk,
+    sample_outputs,
+    train_gd,
+)
 
 __all__ = [
+    "apply_ntk",
+    "empirical_ntk",
+    "init_ntk",
+    "sample_outputs",
+    "train_gd",
     "forward",
     "gradient_norms",
     "init_dense",
