@@ -8,6 +8,7 @@ Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activati
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
 :mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.gp` (Gaussian-process prediction),
+:mod:`~mftlib.batchnorm` (batch normalisation),
 :mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
 :mod:`~mftlib.expressivity` (manifolds through deep nets) and :mod:`~mftlib.networks` (finite
 random networks for simulation). Three modules are imported on their own, to keep
@@ -17,6 +18,7 @@ scikit-learn, optax).
 
 from mftlib import (
     activations,
+    batchnorm,
     dense,
     dmft,
     dropout,
@@ -30,6 +32,7 @@ from mftlib import (
 )
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
+from mftlib.batchnorm import bn_fixed_point, bn_gradient_rate
 from mftlib.dense import (
     c_star,
     chi1,
@@ -54,6 +57,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation",
     "activations",
+    "batchnorm",
     "dense",
     "dmft",
     "dropout",
@@ -65,6 +69,8 @@ __all__ = [
     "networks",
     "ntk",
     "activation",
+    "bn_fixed_point",
+    "bn_gradient_rate",
     "by_scale",
     "c_star",
     "chi1",

@@ -1,11 +1,14 @@
 r"""Finite random networks in plain JAX, to check mean-field theory by simulation.
 
 One submodule per architecture, next to the mean-field module it checks:
-``mftlib.networks.dense`` (fully connected, standard parameterisation) and
-``mftlib.networks.ntk`` (fully connected, NTK parameterisation). Their public names are
-re-exported here; other architectures' finite networks go in ``mftlib.networks.<architecture>``.
+``mftlib.networks.dense`` (fully connected, standard parameterisation),
+``mftlib.networks.ntk`` (fully connected, NTK parameterisation) and
+``mftlib.networks.batchnorm`` (deep batch-normalised nets). Their public names are re-exported
+here; other architectures' finite networks go in ``mftlib.networks.<architecture>``.
 """
 
+from mftlib.networks.batchnorm import batch_norm, fit_rate
+from mftlib.networks.batchnorm import simulate as simulate_batchnorm
 from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with dropout/training)
     _check_common,
     _check_key,
@@ -28,6 +31,9 @@ from mftlib.networks.ntk import (
 )
 
 __all__ = [
+    "batch_norm",
+    "fit_rate",
+    "simulate_batchnorm",
     "apply_ntk",
     "empirical_ntk",
     "init_ntk",

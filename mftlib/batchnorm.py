@@ -1,0 +1,211 @@
+r"""Mean-field theory of batch normalisation (Yang et al., ICLR 2019).
+
+The network acts on a batch of :math:`B` inputs. Each layer multiplies by a Gaussian weight matrix,
+normalises every unit over the batch, and applies :math:`\phi` (with a gain :math:`\gamma`):
+
+.. math::
+
+   h^l = W^l x^{l-1}, \qquad
+   z^l_i = \sqrt{B}\,\frac{G h^l_i}{\lVert G h^l_i \rVert}, \qquad x^l_i = \phi(\gamma z^l_i),
+
+with :math:`W^l_{ij} \sim \mathcal{N}(0, \sigma_w^2/N)`, :math:`h^l_i \in \mathbb{R}^B` the
+pre-activations of unit :math:`i` over the batch and :math:`G = I - \mathbf{1}\mathbf{1}^\top/B`
+the centring projector (batch norm without :math:`\epsilon`, mean subtracted and divided by the
+batch standard deviation). The mean field is a map on the :math:`B \times B` batch covariance,
+
+.. math::
+
+   \Sigma^{l} = \sigma_w^2\,\mathbb{E}_{h \sim \mathcal{N}(0, \Sigma^{l-1})}
+   \bigl[\phi(\gamma z)\,\phi(\gamma z)^\top\bigr], \qquad z = \sqrt{B}\,Gh/\lVert Gh \rVert.
+
+**Fixed point.** If :math:`\Sigma` has the BSB1 form :math:`q\,[(1-c) I + c\,\mathbf{1}
+\mathbf{1}^\top]`, then :math:`Gh` is isotropic in the :math:`(B-1)`-dimensional subspace
+orthogonal to :math:`\mathbf{1}` and :math:`z` is uniform on the sphere of radius
+:math:`\sqrt{B}` there, whatever :math:`q` and :math:`c`. The map therefore sends every BSB1 matrix
+to the same one, :math:`\Sigma^* = \sigma_w^2 M` with :math:`M = \mathbb{E}[\phi(\gamma z)
+\phi(\gamma z)^\top]` for that uniform :math:`z` (Yang et al. 2019, Sec. 3, the "BSB1 fixed
+point"). It is BSB1 itself, with diagonal :math:`\sigma_w^2 M_{aa}` and off-diagonal
+:math:`\sigma_w^2 M_{ab}`.
+
+**Gradients.** Backpropagation through one layer, under the gradient-independence assumption,
+maps the gradient covariance :math:`\Pi` linearly: with :math:`u = z/\sqrt B`,
+:math:`D = \mathrm{diag}(\gamma\phi'(\gamma z))`, :math:`P_u = (I - uu^\top) G` and the norm
+:math:`r = \lVert Gh \rVert` (independent of :math:`u`, :math:`r^2/(\sigma_w^2(M_{aa} - M_{ab}))
+\sim \chi^2_{B-1}` at the fixed point),
+
+.. math::
+
+   \Pi^{l-1} = \sigma_w^2 B\,\mathbb{E}[r^{-2}]\;\mathbb{E}_u\bigl[P_u D\,\Pi^l D P_u\bigr],
+   \qquad \mathbb{E}[r^{-2}] = \frac{1}{\sigma_w^2 (M_{aa} - M_{ab})(B - 3)} .
+
+The weight variance cancels: batch norm makes each layer invariant to the scale of :math:`W`, so
+no :math:`\sigma_w^2` can tune the gradients. The map commutes with permutations of the batch and
+preserves positive semi-definite matrices, so its top eigenvector is :math:`G` and the growth
+factor of :math:`\lVert \nabla_{x^{l-1}} \rVert^2 / \lVert \nabla_{x^{l}} \rVert^2` is
+
+.. math::
+
+   \lambda_B = \frac{B}{(B - 3)(M_{aa} - M_{ab})}\,
+   \frac{\mathbb{E}_u\,\mathrm{tr}(D G D P_u)}{B - 1},
+   \qquad
+   \lambda_\infty = \frac{\gamma^2\,\mathbb{E}[\phi'(\gamma \zeta)^2]}
+   {\mathrm{Var}[\phi(\gamma \zeta)]},
+   \quad \zeta \sim \mathcal{N}(0, 1),
+
+finite only for :math:`B > 3`. For ReLU, :math:`\lambda_\infty = \pi/(\pi - 1)` (Yang et al. 2019,
+Theorem 3.10 and its ReLU corollary). Finite batches are evaluated by Monte Carlo over :math:`u`
+(a fixed number of samples from a fixed key: deterministic, with a reported standard error);
+the infinite batch by 1-D Gaussian quadrature (:mod:`mftlib.gaussian`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib import gaussian
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+
+ensure_x64()
+
+Array = jax.Array
+
+#: Monte Carlo samples of the direction u used by default for finite batches.
+N_SAMPLES = 2**17
+
+
+def _check_batch(batch_size, minimum: int = 2) -> int | None:
+    if batch_size is None:
+        return None
+    b = V.positive_int("batch_size", batch_size)
+    if b < minimum:
+        why = "" if minimum <= 2 else " (the mean inverse batch variance diverges for B <= 3)"
+        raise ValueError(
+            f"batch_size must be at least {minimum} (or None for an infinite batch), got {b}{why}"
+        )
+    return b
+
+
+def _check(phi, gamma) -> Activation:
+    act = activation(phi)
+    V.real("gamma", gamma, lo=0.0, lo_open=True)
+    return act
+
+
+def _directions(key, batch_size: int, n: int) -> Array:
+    """n points uniform on the unit sphere of the subspace orthogonal to the all-ones vector."""
+    g = jax.random.normal(key, (n, batch_size))
+    g = g - g.mean(axis=1, keepdims=True)
+    return g / jnp.linalg.norm(g, axis=1, keepdims=True)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _moments(act: Activation, gamma, batch_size: int, n: int, key):
+    u = _directions(key, batch_size, n)
+    z = gamma * jnp.sqrt(batch_size) * u
+    f = act.fn(z)
+    d = gamma * act.derivative(z)
+    fc = f - f.mean(axis=1, keepdims=True)
+    # Per sample: phi^T G phi / (B - 1) (estimates M_aa - M_ab), the mean of phi_a^2 (M_aa), the
+    # mean of phi_a phi_b over a != b (M_ab), and tr(D G D P_u) / (B - 1).
+    spread = jnp.sum(fc * fc, axis=1) / (batch_size - 1)
+    diag = jnp.mean(f * f, axis=1)
+    s = jnp.sum(f, axis=1)
+    off = (s * s - jnp.sum(f * f, axis=1)) / (batch_size * (batch_size - 1))
+    d2 = d * d
+    tr_dgdg = jnp.sum(d2, 1) * (1 - 2 / batch_size) + jnp.sum(d, 1) ** 2 / batch_size**2
+    du = d * u
+    u_dgd_u = jnp.sum(du * du, 1) - jnp.sum(du, 1) ** 2 / batch_size
+    trace = (tr_dgdg - u_dgd_u) / (batch_size - 1)
+    return spread, diag, off, trace
+
+
+def _stats(x):
+    x = np.asarray(x)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size))
+
+
+def bn_fixed_point(
+    phi, sigma_w2: float, batch_size: int, gamma: float = 1.0, n_samples: int = N_SAMPLES
+) -> dict:
+    r"""The BSB1 fixed point :math:`\Sigma^* = \sigma_w^2 M` of the batch-covariance map.
+
+    Args:
+        phi: activation; sigma_w2: weight variance (> 0); batch_size: :math:`B \ge 2`;
+        gamma: gain inside the activation, :math:`\phi(\gamma z)`; n_samples: Monte Carlo size.
+
+    Returns:
+        dict with ``q_star`` (diagonal), ``c_star`` (off-diagonal / diagonal), ``Sigma`` (the
+        :math:`B \times B` matrix) and the standard errors ``q_star_se``, ``offdiag_se``.
+    """
+    act = _check(phi, gamma)
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    b = _check_batch(batch_size)
+    n = V.positive_int("n_samples", n_samples)
+    _, diag, off, _ = _moments(act, float(gamma), b, n, jax.random.PRNGKey(0))
+    (m_aa, se_aa), (m_ab, se_ab) = _stats(diag), _stats(off)
+    q = sigma_w2 * m_aa
+    sigma = sigma_w2 * ((m_aa - m_ab) * np.eye(b) + m_ab * np.ones((b, b)))
+    return {
+        "q_star": q,
+        "c_star": m_ab / m_aa,
+        "Sigma": sigma,
+        "q_star_se": sigma_w2 * se_aa,
+        "offdiag_se": sigma_w2 * se_ab,
+    }
+
+
+def bn_gradient_rate_estimate(
+    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES
+) -> dict:
+    r"""Per-layer growth factor :math:`\lambda_B` of the squared gradient norm, with its error.
+
+    Returns:
+        dict with ``rate`` and ``stderr`` (0 for ``batch_size=None``, which is exact quadrature;
+        otherwise the delta-method standard error of the Monte Carlo ratio).
+    """
+    act = _check(phi, gamma)
+    b = _check_batch(batch_size, minimum=4)
+    if b is None:
+        g = float(gamma)
+        num = g * g * float(gaussian.expect1(lambda x: act.derivative(g * x) ** 2, 1.0))
+        mean = float(gaussian.expect1(lambda x: act.fn(g * x), 1.0))
+        var = float(gaussian.expect1(lambda x: act.fn(g * x) ** 2, 1.0)) - mean**2
+        if var <= 0:
+            raise ValueError(f"phi(gamma z) has zero variance for {act.name}: no batch norm map")
+        return {"rate": num / var, "stderr": 0.0}
+    n = V.positive_int("n_samples", n_samples)
+    spread, _, _, trace = (
+        np.asarray(a) for a in _moments(act, float(gamma), b, n, jax.random.PRNGKey(0))
+    )
+    t, s = trace.mean(), spread.mean()
+    if s <= 0:
+        raise ValueError(f"phi(gamma z) has zero variance over the batch for {act.name}")
+    factor = b / (b - 3)
+    rate = factor * t / s
+    # Delta method for the ratio of two means from the same samples.
+    resid = trace / s - t * spread / s**2
+    return {"rate": float(rate), "stderr": float(factor * resid.std(ddof=1) / np.sqrt(n))}
+
+
+def bn_gradient_rate(
+    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES
+) -> float:
+    r"""Per-layer growth factor of the squared gradient norm in a deep batch-normalised network.
+
+    :math:`\lambda_B` of the module docstring (Yang et al. 2019): gradients grow as
+    :math:`\lambda_B^{L}` from the output back through :math:`L` layers, for every
+    :math:`\sigma_w^2`. ``batch_size=None`` gives the infinite-batch value
+    :math:`\lambda_\infty = \gamma^2\mathbb{E}[\phi'(\gamma\zeta)^2]/
+    \mathrm{Var}[\phi(\gamma\zeta)]` (:math:`\pi/(\pi - 1)` for ReLU); finite batches need
+    :math:`B \ge 4`.
+
+    Raises:
+        ValueError: ``batch_size`` below 4, a non-positive ``gamma``, an unknown activation.
+    """
+    return bn_gradient_rate_estimate(phi, batch_size, gamma, n_samples)["rate"]

@@ -1,0 +1,117 @@
+r"""Finite deep batch-normalised networks: batch covariances and gradient norms layer by layer.
+
+The network of :mod:`mftlib.batchnorm`: ``x^0 = input`` (a batch ``(B, d)``), then for
+``l = 1..depth``: ``h = x^{l-1} W^T`` with ``W ~ N(0, sigma_w2 / fan_in)``, batch norm of every
+unit over the batch (mean subtracted, divided by the batch standard deviation, no epsilon and no
+learned scale or shift), and ``x^l = phi(gamma * z)``. Layer ``l`` of seed ``s`` uses
+``fold_in(split(key, n_seeds)[s], l)``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+from mftlib.networks.dense import _check_key
+
+ensure_x64()
+
+Array = jax.Array
+
+
+def batch_norm(h: Array) -> Array:
+    """Normalise each column (unit) of ``h`` ``(B, N)`` over the batch: zero mean, unit variance."""
+    c = h - h.mean(axis=0, keepdims=True)
+    return c / jnp.sqrt(jnp.mean(c * c, axis=0, keepdims=True))
+
+
+def _layers(key, x, act: Activation, sw2, gamma, width: int, depth: int, probes):
+    """Forward pass; ``probes[l]`` is added to x^l so that its gradient is dL/dx^l."""
+    xs = [x + probes[0]]
+    h_in = x.shape[1]
+    for layer in range(1, depth + 1):
+        fan_in = h_in if layer == 1 else width
+        w = jax.random.normal(jax.random.fold_in(key, layer), (width, fan_in))
+        h = xs[-1] @ w.T * jnp.sqrt(sw2 / fan_in)
+        xs.append(act.fn(gamma * batch_norm(h)) + probes[layer])
+    return xs
+
+
+@partial(jax.jit, static_argnums=(2, 5, 6))
+def _simulate(keys, x, act, sw2, gamma, width, depth):
+    def one(key):
+        probes = [jnp.zeros((x.shape[0], x.shape[1]))] + [
+            jnp.zeros((x.shape[0], width)) for _ in range(depth)
+        ]
+        readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (width,))
+
+        def loss(probes):
+            xs = _layers(key, x, act, sw2, gamma, width, depth, probes)
+            return jnp.sum(xs[-1] @ readout) / jnp.sqrt(width), xs
+
+        grads, xs = jax.grad(loss, has_aux=True)(probes)
+        norms = jnp.stack([jnp.sum(g * g) / g.shape[1] for g in grads])
+        covs = jnp.stack([xl @ xl.T / xl.shape[1] for xl in xs[1:]])
+        return norms, covs
+
+    return jax.vmap(one)(keys)
+
+
+def simulate(
+    key,
+    x,
+    phi,
+    sigma_w2: float,
+    depth: int,
+    width: int,
+    gamma: float = 1.0,
+    n_seeds: int = 1,
+) -> dict:
+    r"""Run ``n_seeds`` random BN networks on the batch ``x`` and backpropagate a random readout.
+
+    Returns:
+        dict of numpy arrays: ``grad_norms`` ``(n_seeds, depth + 1)``, the squared gradient norm
+        :math:`\lVert \partial L/\partial x^l \rVert^2 / N_l` at layers ``0..depth`` for the loss
+        :math:`L = \sum_a v \cdot x^{\text{depth}}_a/\sqrt{N}` with a Gaussian readout :math:`v`;
+        ``batch_cov`` ``(n_seeds, depth, B, B)``, the batch covariance
+        :math:`N^{-1} \sum_i x^l_{ai} x^l_{bi}` of layers ``1..depth`` (the post-activations,
+        whose mean-field value times :math:`\sigma_w^2` is the map's :math:`\Sigma`).
+    """
+    key = _check_key(key)
+    act = activation(phi)
+    x = np.asarray(V.matrix("x", x), np.float64)
+    if x.shape[0] < 2:
+        raise ValueError(f"a batch needs at least 2 inputs, got {x.shape[0]}")
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    V.real("gamma", gamma, lo=0.0, lo_open=True)
+    depth = V.positive_int("depth", depth)
+    width = V.positive_int("width", width)
+    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
+    norms, covs = _simulate(keys, jnp.asarray(x), act, float(sigma_w2), float(gamma), width, depth)
+    return {"grad_norms": np.asarray(norms), "batch_cov": np.asarray(covs)}
+
+
+def fit_rate(grad_norms, skip: int = 5) -> tuple[float, float]:
+    r"""Per-layer growth factor of squared gradient norms, fitted from the input side.
+
+    Fits :math:`\log\lVert\nabla_{x^l}\rVert^2 = a - l \log\lambda` over layers ``skip`` to
+    ``depth - skip`` for each seed (the ends are transients: the forward pass has not reached
+    its fixed point near the input, the readout is special near the output).
+
+    Returns:
+        ``(mean, standard error)`` of :math:`\lambda` over seeds.
+    """
+    g = np.asarray(V.matrix("grad_norms", grad_norms), np.float64)
+    layers = np.arange(g.shape[1])
+    sel = slice(skip, g.shape[1] - skip)
+    if layers[sel].size < 3:
+        raise ValueError(f"need at least 3 layers between the skipped ends, depth {g.shape[1] - 1}")
+    rates = np.array([np.exp(-np.polyfit(layers[sel], np.log(row[sel]), 1)[0]) for row in g])
+    se = rates.std(ddof=1) / np.sqrt(len(rates)) if len(rates) > 1 else 0.0
+    return float(rates.mean()), float(se)

@@ -1,0 +1,124 @@
+"""Tests for mftlib.batchnorm and mftlib.networks.batchnorm: rates, fixed point, simulation, errors.
+
+Simulated rates are compared with the theory within 4 standard errors over seeds plus 3 % for the
+finite width (N = 192; the gradient-independence assumption and O(1/N) corrections).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import ref_expect1
+
+from mftlib import batchnorm as bn
+from mftlib.networks import batchnorm as bnn
+
+X8 = np.random.default_rng(0).normal(size=(8, 32))
+
+
+def test_relu_infinite_batch_rate_is_pi_over_pi_minus_one():
+    assert abs(bn.bn_gradient_rate("relu", None) - math.pi / (math.pi - 1)) < 1e-6
+
+
+def test_infinite_batch_rate_against_quadrature():
+    # gamma^2 E[phi'(gamma z)^2] / Var[phi(gamma z)] with scipy's QUADPACK, for tanh at gamma 0.5.
+    g = 0.5
+    num = g * g * ref_expect1(lambda x: 1 / math.cosh(g * x) ** 4, 1.0)
+    var = ref_expect1(lambda x: math.tanh(g * x) ** 2, 1.0)  # tanh is odd: mean 0
+    assert bn.bn_gradient_rate("tanh", None, gamma=g) == pytest.approx(num / var, rel=1e-9)
+
+
+def test_linear_rate_has_closed_form():
+    # phi = identity: D = I, tr(G P_u) = B - 2 and M_aa - M_ab = B/(B-1), so
+    # lambda_B = B/(B-3) * (B-2)/(B-1) / (B/(B-1)) = (B-2)/(B-3) for every sample.
+    for b in (4, 8, 32):
+        est = bn.bn_gradient_rate_estimate("linear", b, n_samples=2**12)
+        assert est["rate"] == pytest.approx((b - 2) / (b - 3), rel=1e-12)
+
+
+def test_finite_batch_rates_decrease_towards_infinite_batch():
+    rates = [bn.bn_gradient_rate("relu", b, n_samples=2**15) for b in (4, 8, 32, 128)]
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(bn.bn_gradient_rate("relu", None), rel=0.03)
+
+
+def test_gamma_towards_linear_lowers_the_rate():
+    rates = [bn.bn_gradient_rate("tanh", None, gamma=g) for g in (2.0, 1.0, 0.5, 0.1)]
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(1.0, abs=0.01)
+
+
+@pytest.mark.parametrize("phi", ["relu", "tanh", "linear"])
+def test_rate_against_simulated_bn_networks(phi):
+    theory = bn.bn_gradient_rate_estimate(phi, 8)
+    sim = bnn.simulate(jax.random.PRNGKey(1), X8, phi, 1.5, 24, 192, n_seeds=4)
+    rate, se = bnn.fit_rate(sim["grad_norms"])
+    assert abs(rate - theory["rate"]) < 4 * (se + theory["stderr"]) + 0.03 * theory["rate"]
+
+
+def test_rate_does_not_depend_on_sigma_w2():
+    a = bnn.simulate(jax.random.PRNGKey(2), X8, "relu", 0.5, 12, 64, n_seeds=1)["grad_norms"]
+    b = bnn.simulate(jax.random.PRNGKey(2), X8, "relu", 4.0, 12, 64, n_seeds=1)["grad_norms"]
+    # The same unit weights scaled: every BN layer is scale invariant, so the gradients below the
+    # first layer agree exactly up to the overall factor of the first layer's scale.
+    np.testing.assert_allclose(a[0, 1:], b[0, 1:], rtol=1e-8)
+
+
+def test_fixed_point_is_bsb1_and_matches_simulation():
+    fp = bn.bn_fixed_point("relu", 2.0, 8)
+    s = fp["Sigma"]
+    off = s[~np.eye(8, dtype=bool)]
+    assert np.allclose(np.diag(s), fp["q_star"]) and np.allclose(off, off[0])
+    # ReLU with B -> infinity: q* = sigma_w2 / 2 and c* = 1/pi; at B = 8 close to both.
+    assert fp["q_star"] == pytest.approx(1.0, rel=0.02)
+    sim = bnn.simulate(jax.random.PRNGKey(3), X8, "relu", 2.0, 20, 256, n_seeds=3)
+    cov = 2.0 * sim["batch_cov"][:, -5:].mean(axis=(0, 1))  # Sigma = sigma_w2 * E[x x^T]
+    sim_off = cov[~np.eye(8, dtype=bool)].mean() / np.diag(cov).mean()
+    assert np.diag(cov).mean() == pytest.approx(fp["q_star"], rel=0.03)
+    assert sim_off == pytest.approx(fp["c_star"], abs=0.03)
+
+
+def test_fixed_point_is_reached_from_any_batch():
+    x = np.random.default_rng(5).normal(size=(6, 20)) * np.arange(1, 7)[:, None]  # unequal norms
+    sim = bnn.simulate(jax.random.PRNGKey(4), x, "tanh", 1.0, 30, 256, n_seeds=2)
+    # Single entries of a width-256 network wander by about 0.1 around the fixed point at B = 6,
+    # slowly across layers; their mean over the batch pairs is much sharper.
+    cov = sim["batch_cov"][:, -10:].mean(axis=(0, 1))
+    corr = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+    fp = bn.bn_fixed_point("tanh", 1.0, 6)
+    off = corr[~np.eye(6, dtype=bool)]
+    assert abs(off.mean() - fp["c_star"]) < 0.02
+    assert np.sqrt(np.mean((off - fp["c_star"]) ** 2)) < 0.08
+    assert np.allclose(np.diag(cov), fp["q_star"], rtol=0.05)
+
+
+@settings(max_examples=10, deadline=None)
+@given(b=st.integers(4, 40), gamma=st.floats(0.2, 3.0))
+def test_rates_exceed_one(b, gamma):
+    # Batch norm always amplifies gradients: lambda_B > 1 for every batch size and gain.
+    assert bn.bn_gradient_rate("tanh", b, gamma=gamma, n_samples=2**12) > 1.0
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: bn.bn_gradient_rate("relu", 3), "batch_size"),
+        (lambda: bn.bn_gradient_rate("relu", 1), "batch_size"),
+        (lambda: bn.bn_gradient_rate("relu", 2.5), "batch_size"),
+        (lambda: bn.bn_gradient_rate("swish", 8), "tanh"),
+        (lambda: bn.bn_gradient_rate("relu", 8, gamma=0.0), "gamma"),
+        (lambda: bn.bn_fixed_point("relu", -1.0, 8), "sigma_w2"),
+        (lambda: bn.bn_fixed_point("relu", 1.0, 1), "batch_size"),
+        (lambda: bnn.simulate(jax.random.PRNGKey(0), X8[:1], "relu", 1.0, 3, 8), "batch"),
+        (lambda: bnn.simulate(jax.random.PRNGKey(0), X8, "relu", 1.0, 0, 8), "depth"),
+        (lambda: bnn.fit_rate(np.ones((2, 8))), "layers"),
+    ],
+)
+def test_bad_input_raises(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
