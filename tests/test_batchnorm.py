@@ -122,3 +122,16 @@ def test_rates_exceed_one(b, gamma):
 def test_bad_input_raises(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call()
+
+
+def test_classifier_shapes_and_scale_invariance():
+    p = bnn.init_classifier(jax.random.PRNGKey(0), 64, 16, 3, 10, 2)
+    assert p["Ws"].shape == (2, 2, 16, 16) and p["Wout"].shape == (2, 10, 16)
+    apply = bnn.classifier("relu", 1.0)
+    one = jax.tree_util.tree_map(lambda a: a[0], p)
+    x = X8 @ np.random.default_rng(1).normal(size=(32, 64))
+    scaled = dict(one, W0=3.0 * one["W0"], Ws=0.2 * one["Ws"])
+    # Batch norm removes the scale of every weight matrix before the readout.
+    np.testing.assert_allclose(apply(one, x), apply(scaled, x), rtol=1e-8, atol=1e-10)
+    with pytest.raises(ValueError, match="gamma"):
+        bnn.classifier("relu", -1.0)

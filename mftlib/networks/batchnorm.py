@@ -115,3 +115,43 @@ def fit_rate(grad_norms, skip: int = 5) -> tuple[float, float]:
     rates = np.array([np.exp(-np.polyfit(layers[sel], np.log(row[sel]), 1)[0]) for row in g])
     se = rates.std(ddof=1) / np.sqrt(len(rates)) if len(rates) > 1 else 0.0
     return float(rates.mean()), float(se)
+
+
+def init_classifier(key, in_dim: int, width: int, depth: int, n_out: int, n_models: int) -> dict:
+    r"""Unit-scaled weights of ``n_models`` BN classifiers, stacked (for ``train_models``).
+
+    Each model has ``depth`` batch-normalised layers of ``width`` units (the layer of
+    :func:`simulate`, with :math:`\sigma_w^2 = 1`: batch norm makes the scale irrelevant) and a
+    dense readout with bias. Model ``m`` uses ``jax.random.split(key, n_models)[m]``.
+    """
+    key = _check_key(key)
+    in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
+    depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
+
+    def one(k):
+        k0, k1, k2 = jax.random.split(k, 3)
+        return {
+            "W0": jax.random.normal(k0, (width, in_dim)) / jnp.sqrt(in_dim),
+            "Ws": jax.random.normal(k1, (depth - 1, width, width)) / jnp.sqrt(width),
+            "Wout": jax.random.normal(k2, (n_out, width)) / jnp.sqrt(width),
+            "bout": jnp.zeros(n_out),
+        }
+
+    return jax.vmap(one)(jax.random.split(key, V.positive_int("n_models", n_models)))
+
+
+def classifier(phi, gamma: float = 1.0):
+    """``apply(params, x) -> logits`` of one BN classifier; batch statistics from ``x`` itself."""
+    fn = activation(phi).fn
+    V.real("gamma", gamma, lo=0.0, lo_open=True)
+
+    def apply(p, x):
+        h = fn(gamma * batch_norm(x @ p["W0"].T))
+
+        def layer(h, w):
+            return fn(gamma * batch_norm(h @ w.T)), None
+
+        h, _ = jax.lax.scan(layer, h, p["Ws"])
+        return h @ p["Wout"].T + p["bout"]
+
+    return apply
