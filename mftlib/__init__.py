@@ -8,7 +8,8 @@ Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activati
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
 :mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.gp` (Gaussian-process prediction),
-:mod:`~mftlib.batchnorm` (batch normalisation),
+:mod:`~mftlib.batchnorm` (batch normalisation), :mod:`~mftlib.conv` (convolutions),
+:mod:`~mftlib.spectra` (Jacobian spectra),
 :mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
 :mod:`~mftlib.expressivity` (manifolds through deep nets) and :mod:`~mftlib.networks` (finite
 random networks for simulation). Three modules are imported on their own, to keep
@@ -19,6 +20,7 @@ scikit-learn, optax).
 from mftlib import (
     activations,
     batchnorm,
+    conv,
     dense,
     dmft,
     dropout,
@@ -29,6 +31,7 @@ from mftlib import (
     hermite,
     networks,
     ntk,
+    spectra,
 )
 from mftlib._config import by_scale, ensure_x64, scale
 from mftlib.activations import Activation, activation, known_activations
@@ -58,6 +61,7 @@ __all__ = [
     "Activation",
     "activations",
     "batchnorm",
+    "conv",
     "dense",
     "dmft",
     "dropout",
@@ -68,6 +72,7 @@ __all__ = [
     "hermite",
     "networks",
     "ntk",
+    "spectra",
     "activation",
     "bn_fixed_point",
     "bn_gradient_rate",

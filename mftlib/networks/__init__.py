@@ -2,13 +2,24 @@ r"""Finite random networks in plain JAX, to check mean-field theory by simulatio
 
 One submodule per architecture, next to the mean-field module it checks:
 ``mftlib.networks.dense`` (fully connected, standard parameterisation),
-``mftlib.networks.ntk`` (fully connected, NTK parameterisation) and
-``mftlib.networks.batchnorm`` (deep batch-normalised nets). Their public names are re-exported
-here; other architectures' finite networks go in ``mftlib.networks.<architecture>``.
+``mftlib.networks.ntk`` (fully connected, NTK parameterisation),
+``mftlib.networks.batchnorm`` (deep batch-normalised nets) and ``mftlib.networks.conv``
+(CNNs). Their public names are re-exported here; other architectures' finite networks go in
+``mftlib.networks.<architecture>``.
 """
 
 from mftlib.networks.batchnorm import batch_norm, fit_rate
 from mftlib.networks.batchnorm import simulate as simulate_batchnorm
+from mftlib.networks.conv import (
+    circular_conv,
+    conv_forward,
+    conv_forward_scan,
+    init_conv,
+    init_conv_layer,
+    init_conv_stacked,
+    spatial_covariance,
+    stack_layers,
+)
 from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with dropout/training)
     _check_common,
     _check_key,
@@ -31,6 +42,14 @@ from mftlib.networks.ntk import (
 )
 
 __all__ = [
+    "circular_conv",
+    "conv_forward",
+    "conv_forward_scan",
+    "init_conv",
+    "init_conv_layer",
+    "init_conv_stacked",
+    "spatial_covariance",
+    "stack_layers",
     "batch_norm",
     "fit_rate",
     "simulate_batchnorm",

@@ -1,0 +1,218 @@
+r"""Mean-field theory of deep convolutional networks: a covariance map over spatial positions.
+
+A CNN with circular padding, ``C`` channels and filters with taps :math:`\beta` in a footprint
+:math:`\ker` (weights :math:`W^l_{ij\beta} \sim \mathcal{N}(0, \sigma_w^2 v_\beta / C)`,
+:math:`\sum_\beta v_\beta = 1`; uniform :math:`v_\beta = 1/|\ker|` for a standard
+initialisation) maps the covariance of its pre-activations between spatial positions
+:math:`\alpha, \alpha'` of one input by (Xiao et al. 2018)
+
+.. math::
+
+   \Sigma^{l+1}_{\alpha\alpha'} = \sum_{\beta} v_\beta\, \Big[\sigma_w^2
+   \mathbb{E}_{h\sim\mathcal{N}(0,\Sigma^l)}\phi(h_{\alpha+\beta})\phi(h_{\alpha'+\beta})
+   + \sigma_b^2\Big] = \mathcal{A}_v \circ \mathcal{C}(\Sigma^l),
+
+the dense covariance map :math:`\mathcal{C}` (:func:`mftlib.covariance_map`) followed by the
+*diagonal convolution* :math:`\mathcal{A}_v`, which averages along the diagonals
+:math:`(\alpha+\beta, \alpha'+\beta)`. Consequences:
+
+* the diagonal :math:`\Sigma_{\alpha\alpha}` (per-position variance) is the dense length map when
+  all positions have the same length, so :math:`q^*`, :math:`\chi_1` and the phase diagram are
+  those of the dense network;
+* :math:`\mathcal{A}_v` never mixes different offsets :math:`d = \alpha' - \alpha`; along each
+  diagonal it is a circular convolution, diagonal in Fourier space with multiplier
+  :math:`\hat v(f) = \sum_\beta v_\beta e^{2\pi i f\cdot\beta/n}`. Linearised about the fixed point
+  :math:`\Sigma^* = q^*[(1-c^*)I + c^*\mathbf{1}\mathbf{1}^\top]`, the off-diagonal Fourier mode
+  :math:`f` of every offset decays as :math:`(\chi_c \hat v(f))^l`, depth scale
+  :math:`\xi_f = -1/\log|\chi_c \hat v(f)|` (Xiao et al. 2018); only :math:`f = 0` has
+  the dense :math:`\xi_c`.
+
+Covariances are ``(P, P)`` arrays over the ``P = prod(spatial_shape)`` positions in C order.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib import dense
+from mftlib._config import ensure_x64
+
+ensure_x64()
+
+Array = jax.Array
+
+
+def _shape(spatial_shape) -> tuple[int, ...]:
+    if isinstance(spatial_shape, (int, np.integer)):
+        spatial_shape = (spatial_shape,)
+    try:
+        shape = tuple(spatial_shape)
+    except TypeError as err:
+        raise TypeError(f"spatial_shape must be a tuple of ints, got {spatial_shape!r}") from err
+    if len(shape) not in (1, 2):
+        raise ValueError(f"spatial_shape must have 1 or 2 dimensions, got {shape}")
+    return tuple(V.positive_int("spatial_shape", s) for s in shape)
+
+
+def _footprint(v, shape: tuple[int, ...]) -> np.ndarray:
+    v = np.asarray(V.matrix("v", v, ndim=len(shape)), dtype=np.float64)
+    if np.any(v < 0) or abs(v.sum() - 1.0) > 1e-9:
+        raise ValueError("v must be non-negative and sum to 1 (the fractions of sigma_w2 per tap)")
+    if any(k > n for k, n in zip(v.shape, shape, strict=True)):
+        raise ValueError(f"filter v of shape {v.shape} is larger than spatial_shape {shape}")
+    return v
+
+
+def uniform_filter(filter_size: int, dims: int = 1) -> np.ndarray:
+    r"""The uniform variance footprint :math:`v_\beta = 1/k^{\text{dims}}` of a ``k``-tap filter
+    (``k`` odd, centred taps :math:`\beta = -(k-1)/2..(k-1)/2`)."""
+    k = V.positive_int("filter_size", filter_size)
+    if k % 2 == 0:
+        raise ValueError(f"filter_size must be odd (centred filter), got {k}")
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    return np.full((k,) * dims, 1.0 / k**dims)
+
+
+def _offsets(v: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
+    centre = [(k - 1) // 2 for k in v.shape]
+    return [
+        (tuple(int(i) - c for i, c in zip(idx, centre, strict=True)), float(v[idx]))
+        for idx in np.ndindex(v.shape)
+        if v[idx] > 0
+    ]
+
+
+def diagonal_convolution(Sigma, v, spatial_shape) -> Array:
+    r""":math:`\mathcal{A}_v(K)_{\alpha\alpha'} = \sum_\beta v_\beta K_{\alpha+\beta,\alpha'+\beta}`
+    (indices modulo the spatial shape: circular padding)."""
+    shape = _shape(spatial_shape)
+    v = _footprint(v, shape)
+    P = int(np.prod(shape))
+    V.matrix("Sigma", Sigma)
+    if np.shape(Sigma) != (P, P):
+        raise ValueError(
+            f"Sigma must be ({P}, {P}) for spatial_shape {shape}, got {np.shape(Sigma)}"
+        )
+    return _diag_conv(jnp.asarray(Sigma, dtype=jnp.float64), _offsets(v), shape)
+
+
+def _diag_conv(S: Array, offsets, shape) -> Array:
+    d = len(shape)
+    K = S.reshape(shape + shape)
+    out = jnp.zeros_like(K)
+    for beta, w in offsets:
+        # K_{a+beta, a'+beta}: roll by -beta on both position axes
+        shift = tuple(-b for b in beta) * 2
+        out = out + w * jnp.roll(K, shift, axis=tuple(range(2 * d)))
+    return out.reshape(S.shape)
+
+
+def conv_covariance_map(phi, sigma_w2, sigma_b2, Sigma, v, spatial_shape) -> Array:
+    r"""One layer of the CNN covariance map
+    :math:`\Sigma \mapsto \mathcal{A}_v(\mathcal{C}(\Sigma))` (Xiao et al. 2018)."""
+    shape = _shape(spatial_shape)
+    v = _footprint(v, shape)
+    S = jnp.asarray(dense.covariance_map(phi, sigma_w2, sigma_b2, Sigma))
+    if S.shape != (int(np.prod(shape)),) * 2:
+        raise ValueError(f"Sigma has shape {S.shape}, inconsistent with spatial_shape {shape}")
+    return _diag_conv(S, _offsets(v), shape)
+
+
+def conv_covariance_trajectory(phi, sigma_w2, sigma_b2, Sigma0, v, spatial_shape, depth: int):
+    """``[Sigma^0, ..., Sigma^depth]`` of the CNN covariance map, shape ``(depth+1, P, P)``
+    (one compiled ``lax.scan``)."""
+    L = V.nonneg_int("depth", depth)
+    shape = _shape(spatial_shape)
+    v = _footprint(v, shape)
+    act = dense._params(phi, sigma_w2, sigma_b2)
+    V.covariance("Sigma0", Sigma0)
+    P = int(np.prod(shape))
+    if np.shape(Sigma0) != (P, P):
+        raise ValueError(f"Sigma0 must be ({P}, {P}) for spatial_shape {shape}")
+    return _trajectory(
+        act,
+        tuple(_offsets(v)),
+        shape,
+        L,
+        jnp.float64(sigma_w2),
+        jnp.float64(sigma_b2),
+        jnp.asarray(Sigma0, dtype=jnp.float64),
+    )
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _trajectory(act, offsets, shape, L, sw, sb, S0):
+    def body(S, _):
+        S = _diag_conv(dense._covariance_map(act, sw, sb, S), offsets, shape)
+        return S, S
+
+    _, Ss = jax.lax.scan(body, S0, None, length=L)
+    return jnp.concatenate([S0[None], Ss])
+
+
+def fourier_multipliers(v, spatial_shape) -> np.ndarray:
+    r""":math:`\hat v(f) = \sum_\beta v_\beta e^{-2\pi i f\cdot\beta/n}` on the FFT frequency grid
+    (numpy ``fft`` order, shape ``spatial_shape``); real for a symmetric footprint."""
+    shape = _shape(spatial_shape)
+    v = _footprint(v, shape)
+    out = np.zeros(shape, dtype=np.complex128)
+    freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    for beta, w in _offsets(v):
+        out += w * np.exp(-2j * np.pi * sum(f * b for f, b in zip(freqs, beta, strict=True)))
+    return out
+
+
+def diagonal_modes(Sigma, spatial_shape) -> Array:
+    r"""Fourier modes of a spatial covariance along its diagonals.
+
+    .. math::
+
+       \hat\Sigma_d(f) = \frac1P\sum_\alpha \Sigma_{\alpha,\alpha+d}\, e^{-2\pi i f\cdot\alpha/n}
+
+    for every offset ``d`` and frequency ``f``; returns shape ``spatial_shape * 2`` (offset axes
+    first, then frequency axes in FFT order). A leading batch axis of ``Sigma`` is kept.
+    Under the linearised map each entry is multiplied by :math:`\chi \hat v(f)` per layer.
+    """
+    shape = _shape(spatial_shape)
+    S = jnp.asarray(Sigma, dtype=jnp.float64)
+    P = int(np.prod(shape))
+    if S.shape[-2:] != (P, P):
+        raise ValueError(f"Sigma must end in ({P}, {P}) for spatial_shape {shape}, got {S.shape}")
+    batch = S.shape[:-2]
+    pos = np.indices(shape).reshape(len(shape), -1).T  # (P, d)
+    G = []
+    for off in np.ndindex(shape):
+        j = np.ravel_multi_index(tuple(((pos + np.array(off)) % np.array(shape)).T), shape)
+        G.append(S[..., np.arange(P), j])
+    G = jnp.stack(G, axis=-2).reshape(batch + shape + shape)
+    axes = tuple(range(len(batch) + len(shape), len(batch) + 2 * len(shape)))
+    return jnp.fft.fftn(G, axes=axes) / P
+
+
+def mode_depth_scales(phi, sigma_w2, sigma_b2, v, spatial_shape) -> dict:
+    r"""Per-layer multipliers and depth scales of the Fourier modes about the fixed point.
+
+    Returns ``dict(chi_c, chi_q, multiplier_c, multiplier_q, xi_c, xi_q)``: off-diagonal modes
+    decay as :math:`\chi_c \hat v(f)` per layer (:math:`\xi = -1/\log|\chi_c\hat v(f)|`, ``inf``
+    where the multiplier is 1); the diagonal (per-position variance) modes as
+    :math:`\chi_q\hat v(f)`. Arrays of shape ``spatial_shape`` in FFT order.
+    """
+    vhat = np.real(fourier_multipliers(v, spatial_shape))
+    xi_q, xi_c = dense.depth_scales(phi, sigma_w2, sigma_b2)
+    chi_c, chi_q = np.exp(-1.0 / float(xi_c)), np.exp(-1.0 / float(xi_q))
+    mc, mq = chi_c * vhat, chi_q * vhat
+    with np.errstate(divide="ignore"):
+        return dict(
+            chi_c=chi_c,
+            chi_q=chi_q,
+            multiplier_c=mc,
+            multiplier_q=mq,
+            xi_c=-1.0 / np.log(np.abs(mc)),
+            xi_q=-1.0 / np.log(np.abs(mq)),
+        )

@@ -1,0 +1,230 @@
+r"""Finite random convolutional networks (1-D or 2-D, circular padding) in plain JAX.
+
+Layout: inputs ``(batch, *spatial, channels)`` (NWC / NHWC), kernels ``(*filter, C_in, C_out)``
+(WIO / HWIO). Every layer is a stride-1 convolution with circular ("wrap") padding, so the spatial
+shape is preserved, and :math:`h^0 = W^0 * x + b^0`, :math:`h^l = W^l * \phi(h^{l-1}) + b^l`.
+
+Initialisations (Xiao et al. 2018):
+
+* ``"gaussian"``: :math:`W_{\beta ij} \sim \mathcal{N}(0, \sigma_w^2/(k^{d} C_{in}))` (uniform
+  variance footprint :math:`v_\beta = 1/k^d`), :math:`b \sim \mathcal{N}(0, \sigma_b^2)`;
+* ``"delta_orthogonal"``: all taps zero except the centre, which is :math:`\sigma_w` times a
+  Haar-orthogonal :math:`C_{in}\times C_{out}` matrix (``jax.nn.initializers.delta_orthogonal``;
+  Xiao et al. 2018); needs :math:`C_{out} \ge C_{in}`. The first layer (from the
+  input channels) then uses the Gaussian rule, as the input has fewer channels.
+
+Layer ``l`` of the network drawn from ``key`` uses ``jax.random.fold_in(key, l)``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+
+ensure_x64()
+
+Array = jax.Array
+INITS = ("gaussian", "delta_orthogonal")
+
+
+def _check(sigma_w2, sigma_b2, filter_size, dims, init):
+    V.variance("sigma_w2", sigma_w2)
+    V.variance("sigma_b2", sigma_b2)
+    k = V.positive_int("filter_size", filter_size)
+    if k % 2 == 0:
+        raise ValueError(f"filter_size must be odd (centred filter), got {k}")
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    return k
+
+
+def _layer(key, c_in, c_out, k, dims, init, sw, sb):
+    kw, kb = jax.random.split(key)
+    shape = (k,) * dims + (c_in, c_out)
+    if init == "delta_orthogonal":
+        # jax's delta_orthogonal wants 3-5 dims: a 1-D kernel is the centre row of a 2-D one
+        full = (k, k, c_in, c_out) if dims == 1 else shape
+        W = jax.nn.initializers.delta_orthogonal(scale=1.0)(kw, full, jnp.float64)
+        W = sw * (W[(k - 1) // 2] if dims == 1 else W)
+    else:
+        W = jax.random.normal(kw, shape) * sw / np.sqrt(k**dims * c_in)
+    return W, jax.random.normal(kb, (c_out,)) * sb
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _stacked(keys, C, k, dims, init, sw, sb):
+    return jax.vmap(lambda kk: _layer(kk, C, C, k, dims, init, sw, sb))(keys)
+
+
+def init_conv_layer(
+    key,
+    c_in: int,
+    c_out: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    *,
+    dims: int = 1,
+    init: str = "gaussian",
+    dtype=jnp.float64,
+):
+    """One layer's ``(W, b)``: kernel ``(k,)*dims + (c_in, c_out)``, bias ``(c_out,)``."""
+    k = _check(sigma_w2, sigma_b2, filter_size, dims, init)
+    c_in, c_out = V.positive_int("c_in", c_in), V.positive_int("c_out", c_out)
+    if init == "delta_orthogonal" and c_out < c_in:
+        raise ValueError(f"delta_orthogonal needs c_out >= c_in, got {c_in} -> {c_out}")
+    W, b = _layer(key, c_in, c_out, k, dims, init, float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5)
+    return W.astype(dtype), b.astype(dtype)
+
+
+def init_conv_stacked(
+    key,
+    in_channels: int,
+    channels: int,
+    depth: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    *,
+    dims: int = 1,
+    init: str = "gaussian",
+    dtype=jnp.float64,
+):
+    """The network of :func:`init_conv` as ``(first, (Ws, bs))``: layer 0's ``(W, b)`` and layers
+    1..depth stacked on a leading axis (drawn with one ``vmap``; the input of
+    :func:`conv_forward_scan`). Same draws as :func:`init_conv`."""
+    L = V.positive_int("depth", depth)
+    k = _check(sigma_w2, sigma_b2, filter_size, dims, init)
+    C = V.positive_int("channels", channels)
+    first = init_conv_layer(
+        jax.random.fold_in(key, 0),
+        in_channels,
+        C,
+        k,
+        sigma_w2,
+        sigma_b2,
+        dims=dims,
+        init="gaussian",
+        dtype=dtype,
+    )
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(1, L + 1))
+    sw, sb = float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5
+    Ws, bs = _stacked(keys, C, k, dims, init, sw, sb)
+    return first, (Ws.astype(dtype), bs.astype(dtype))
+
+
+def init_conv(
+    key,
+    in_channels: int,
+    channels: int,
+    depth: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    *,
+    dims: int = 1,
+    init: str = "gaussian",
+    dtype=jnp.float64,
+):
+    """``depth + 1`` layers ``[(W^0, b^0), ..., (W^depth, b^depth)]``; layer 0 maps
+    ``in_channels -> channels`` (Gaussian init), the others ``channels -> channels``."""
+    L = V.nonneg_int("depth", depth)
+    if L == 0:
+        _check(sigma_w2, sigma_b2, filter_size, dims, init)
+        return [
+            init_conv_layer(
+                jax.random.fold_in(key, 0),
+                in_channels,
+                channels,
+                filter_size,
+                sigma_w2,
+                sigma_b2,
+                dims=dims,
+                dtype=dtype,
+            )
+        ]
+    first, (Ws, bs) = init_conv_stacked(
+        key,
+        in_channels,
+        channels,
+        L,
+        filter_size,
+        sigma_w2,
+        sigma_b2,
+        dims=dims,
+        init=init,
+        dtype=dtype,
+    )
+    return [first] + [(Ws[i], bs[i]) for i in range(L)]
+
+
+def circular_conv(x: Array, W: Array) -> Array:
+    r"""Stride-1 convolution (cross-correlation, centred taps) with circular padding.
+
+    ``x`` ``(batch, *spatial, C_in)``, ``W`` ``(*filter, C_in, C_out)``:
+    :math:`y_\alpha = \sum_\beta x_{\alpha+\beta} W_\beta` with indices modulo the spatial
+    shape. Written as rolls and one matrix product (faster on CPU than a convolution with few
+    channels); equal to ``lax.conv_general_dilated`` on wrap-padded input.
+    """
+    dims = W.ndim - 2
+    ks = W.shape[:dims]
+    axes = tuple(range(1, 1 + dims))
+    patches = [
+        jnp.roll(x, tuple(-(i - (k - 1) // 2) for i, k in zip(idx, ks, strict=True)), axes)
+        for idx in np.ndindex(ks)
+    ]
+    return jnp.concatenate(patches, axis=-1) @ W.reshape(-1, W.shape[-1])
+
+
+def conv_forward(params, x: Array, phi, return_all: bool = False):
+    """Pre-activations of the last layer (or of every layer, stacked, with ``return_all``)."""
+    act = phi if isinstance(phi, Activation) else activation(phi)
+    W0, b0 = params[0]
+    h = circular_conv(x, W0) + b0
+    hs = [h]
+    for W, b in params[1:]:
+        h = circular_conv(act(h), W) + b
+        hs.append(h)
+    return jnp.stack(hs) if return_all else h
+
+
+def stack_layers(params):
+    """Stack layers 1..depth (equal shapes) into one ``(W, b)`` pair with a leading depth axis,
+    for :func:`conv_forward_scan` (compiles once whatever the depth)."""
+    Ws = jnp.stack([W for W, _ in params[1:]])
+    bs = jnp.stack([b for _, b in params[1:]])
+    return params[0], (Ws, bs)
+
+
+def conv_forward_scan(first, stacked, x: Array, phi) -> Array:
+    """As :func:`conv_forward` for stacked layers (``lax.scan``): the last pre-activation."""
+    act = phi if isinstance(phi, Activation) else activation(phi)
+    h = circular_conv(x, first[0]) + first[1]
+
+    def body(h, wb):
+        return circular_conv(act(h), wb[0]) + wb[1], None
+
+    h, _ = jax.lax.scan(body, h, stacked)
+    return h
+
+
+def spatial_covariance(h: Array, spatial_ndim: int = 1) -> Array:
+    r"""Empirical covariance between positions,
+    :math:`\hat\Sigma_{\alpha\alpha'} = C^{-1}\sum_i h_{i\alpha}h_{i\alpha'}`, for
+    ``h`` of shape ``(..., *spatial, C)`` with ``spatial_ndim`` spatial axes; returns
+    ``(..., P, P)``."""
+    if spatial_ndim not in (1, 2):
+        raise ValueError(f"spatial_ndim must be 1 or 2, got {spatial_ndim!r}")
+    lead = h.shape[: h.ndim - 1 - spatial_ndim]
+    P = int(np.prod(h.shape[h.ndim - 1 - spatial_ndim : -1]))
+    flat = h.reshape(lead + (P, h.shape[-1]))
+    return jnp.einsum("...ai,...bi->...ab", flat, flat) / h.shape[-1]

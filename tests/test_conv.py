@@ -1,0 +1,177 @@
+"""Tests for mftlib.conv (CNN covariance map, Fourier-mode depth scales) and mftlib.networks.conv
+(finite circular-padding CNNs, delta-orthogonal initialisation)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mftlib import conv, dense
+from mftlib.networks import conv as cn
+
+PHI, SW, SB = "tanh", 2.5, 0.05
+
+
+def _corr(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    R = X @ X.T
+    d = np.sqrt(np.diag(R))
+    return R / np.outer(d, d)
+
+
+def test_diagonal_reduces_to_dense_length_map():
+    n = 8
+    q = np.linspace(0.5, 2.0, n)
+    S = np.diag(q)
+    out = conv.conv_covariance_map(PHI, SW, SB, S, conv.uniform_filter(3), n)
+    L = np.array([float(dense.length_map(PHI, SW, SB, qq)) for qq in q])
+    expected = (np.roll(L, -1) + L + np.roll(L, 1)) / 3  # filter averages neighbours' lengths
+    np.testing.assert_allclose(np.diag(out), expected, rtol=1e-12)
+    # equal lengths: exactly the dense map
+    out = conv.conv_covariance_map(PHI, SW, SB, np.eye(n), conv.uniform_filter(3), n)
+    np.testing.assert_allclose(np.diag(out), float(dense.length_map(PHI, SW, SB, 1.0)), rtol=1e-12)
+
+
+def test_fixed_point_is_dense_fixed_point():
+    n = 6
+    qs, cs = float(dense.q_star(PHI, SW, SB)), float(dense.c_star(PHI, SW, SB))
+    S = qs * ((1 - cs) * np.eye(n) + cs)
+    out = conv.conv_covariance_map(PHI, SW, SB, S, conv.uniform_filter(3), n)
+    np.testing.assert_allclose(out, S, atol=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(4, 12), st.sampled_from([1, 3, 5]), st.integers(0, 100))
+def test_diagonal_convolution_preserves_offsets_and_trace(n, k, seed):
+    k = min(k, n - (1 - n % 2))
+    k = k if k % 2 else k - 1
+    rng = np.random.default_rng(seed)
+    K = rng.normal(size=(n, n))
+    A = np.asarray(conv.diagonal_convolution(K, conv.uniform_filter(k), n))
+    for d in range(n):  # sum along each (circular) diagonal is preserved
+        idx = np.arange(n)
+        assert A[idx, (idx + d) % n].sum() == pytest.approx(K[idx, (idx + d) % n].sum())
+
+
+def test_diagonal_modes_are_eigenvectors():
+    n = 12
+    v = conv.uniform_filter(3)
+    rng = np.random.default_rng(1)
+    K = rng.normal(size=(n, n))
+    before = np.asarray(conv.diagonal_modes(K, n))
+    after = np.asarray(conv.diagonal_modes(conv.diagonal_convolution(K, v, n), n))
+    vhat = conv.fourier_multipliers(v, n)
+    np.testing.assert_allclose(after, before * np.conj(vhat)[None, :], atol=1e-12)
+    np.testing.assert_allclose(np.imag(vhat), 0, atol=1e-14)
+    # 2-D: the same on an 4x4 grid with a 3x3 filter
+    K2 = rng.normal(size=(16, 16))
+    v2 = conv.uniform_filter(3, 2)
+    b2 = np.asarray(conv.diagonal_modes(K2, (4, 4)))
+    a2 = np.asarray(conv.diagonal_modes(conv.diagonal_convolution(K2, v2, (4, 4)), (4, 4)))
+    np.testing.assert_allclose(a2, b2 * np.conj(conv.fourier_multipliers(v2, (4, 4))), atol=1e-12)
+
+
+def test_circular_conv_matches_lax():
+    for dims in (1, 2):
+        x = jax.random.normal(jax.random.PRNGKey(0), (2,) + (6,) * dims + (3,))
+        W = jax.random.normal(jax.random.PRNGKey(1), (3,) * dims + (3, 4))
+        pads = [(0, 0)] + [(1, 1)] * dims + [(0, 0)]
+        spec = ("NWC", "WIO", "NWC") if dims == 1 else ("NHWC", "HWIO", "NHWC")
+        ref = jax.lax.conv_general_dilated(
+            jnp.pad(x, pads, mode="wrap"), W, (1,) * dims, "VALID", dimension_numbers=spec
+        )
+        np.testing.assert_allclose(cn.circular_conv(x, W), ref, atol=1e-12)
+
+
+def test_delta_orthogonal_is_orthogonal_centre_tap():
+    first, (Ws, _) = cn.init_conv_stacked(
+        jax.random.PRNGKey(0), 1, 8, 3, 3, 1.5, 0.1, dims=2, init="delta_orthogonal"
+    )
+    c = Ws[:, 1, 1]
+    np.testing.assert_allclose(
+        jnp.einsum("lij,lik->ljk", c, c), 1.5 * np.eye(8)[None] + 0 * c, atol=1e-12
+    )
+    assert float(jnp.abs(Ws.at[:, 1, 1].set(0)).max()) == 0.0
+    W1 = cn.init_conv_layer(jax.random.PRNGKey(2), 4, 4, 3, 1.0, 0.0, init="delta_orthogonal")[0]
+    np.testing.assert_allclose(W1[1].T @ W1[1], np.eye(4), atol=1e-12)
+
+
+def test_mode_decay_against_simulated_cnn():
+    """Each Fourier mode of offset d = 1 decays as (chi_c vhat(f))^l: fit vs simulation."""
+    n, C, L, S = 12, 64, 6, 8
+    v = conv.uniform_filter(3)
+    qs = float(dense.q_star(PHI, SW, SB))
+    Sig0 = qs * _corr(n)
+    traj_long = conv.conv_covariance_trajectory(PHI, SW, SB, Sig0, v, n, 40)
+    traj = traj_long[: L + 1]
+    chol = np.linalg.cholesky(Sig0 + 1e-12 * np.eye(n))
+
+    @jax.jit
+    def one(key):
+        first, stacked = cn.init_conv_stacked(key, C, C, L, 3, SW, SB)
+        h = (chol @ jax.random.normal(jax.random.fold_in(key, 10**6), (n, C)))[None]
+
+        def body(h, wb):
+            h = cn.circular_conv(jnp.tanh(h), wb[0]) + wb[1]
+            return h, h
+
+        _, hs = jax.lax.scan(body, h, stacked)
+        return cn.spatial_covariance(hs[:, 0], 1)
+
+    covs = np.array([one(jax.random.PRNGKey(s)) for s in range(S)])
+    ms = np.asarray(conv.diagonal_modes(covs, n))[:, :, 1, :4]  # (S, L, f)
+    mt = np.asarray(conv.diagonal_modes(traj[1:], n))[:, 1, :4]
+    mean = ms.mean(0)
+    se = ms.std(0, ddof=1) / np.sqrt(S)
+    # 5 standard errors + O(1/C) finite-width bias on amplitudes of order q*
+    assert np.all(np.abs(mean - mt) < 5 * np.abs(se) + 2 * qs / C)
+    # the linearised multipliers: late-layer ratio of the iterated map (near the fixed point)
+    long = np.asarray(conv.diagonal_modes(traj_long, n))[:, 1, :]
+    ratio = np.abs(long[40, 1] / long[39, 1])
+    ds = conv.mode_depth_scales(PHI, SW, SB, v, n)
+    assert ratio == pytest.approx(ds["multiplier_c"][1], rel=1e-3)
+
+
+def test_bad_inputs():
+    v = conv.uniform_filter(3)
+    with pytest.raises(ValueError, match="filter_size"):
+        conv.uniform_filter(2)
+    with pytest.raises(ValueError, match="v must be"):
+        conv.diagonal_convolution(np.eye(4), np.array([0.5, 0.6, 0.1]), 4)
+    with pytest.raises(ValueError, match="Sigma"):
+        conv.diagonal_convolution(np.eye(5), v, 4)
+    with pytest.raises(ValueError, match="spatial_shape"):
+        conv.fourier_multipliers(v, (2, 2, 2))
+    with pytest.raises(ValueError, match="larger"):
+        conv.fourier_multipliers(np.full(5, 0.2), 3)
+    with pytest.raises(ValueError, match="depth"):
+        conv.conv_covariance_trajectory(PHI, SW, SB, np.eye(4), v, 4, -1)
+    with pytest.raises(ValueError, match="init"):
+        cn.init_conv(jax.random.PRNGKey(0), 1, 4, 2, 3, 1.0, 0.1, init="he")
+    with pytest.raises(ValueError, match="c_out >= c_in"):
+        cn.init_conv_layer(jax.random.PRNGKey(0), 8, 4, 3, 1.0, 0.1, init="delta_orthogonal")
+    with pytest.raises(ValueError, match="sigma_w2"):
+        cn.init_conv(jax.random.PRNGKey(0), 1, 4, 2, 3, -1.0, 0.1)
+    with pytest.raises(ValueError, match="dims"):
+        cn.init_conv(jax.random.PRNGKey(0), 1, 4, 2, 3, 1.0, 0.1, dims=3)
+
+
+def test_delta_orthogonal_linear_cnn_is_isometric():
+    """A linear delta-orthogonal CNN is orthogonal times sigma_w^L: all lambda = sigma_w2^L."""
+    n, C, L, sw2 = 6, 8, 5, 1.3
+    params = cn.init_conv(jax.random.PRNGKey(3), C, C, L, 3, sw2, 0.1, init="delta_orthogonal")
+
+    def f(x):
+        h = x.reshape(1, n, C)
+        for W, b in params[1:]:
+            h = cn.circular_conv(h, W) + b
+        return h.ravel()
+
+    J = jax.jacfwd(f)(jnp.zeros(n * C))
+    lam = np.asarray(jnp.linalg.svd(J, compute_uv=False) ** 2)
+    np.testing.assert_allclose(lam, sw2**L, rtol=1e-10)
