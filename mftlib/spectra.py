@@ -341,6 +341,37 @@ def empirical_moments(evals, n_moments: int = 4) -> np.ndarray:
     return np.stack([np.mean(e**k, axis=-1) for k in range(1, K + 1)], axis=-1)
 
 
+def _sampling_setup(phi, weights, sigma_w2, sigma_b2, width):
+    """Validated arguments of the samplers, and the fixed point q* their input starts at."""
+    from mftlib import dense
+
+    act = _act(phi)
+    g = _weights(weights)
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    V.variance("sigma_b2", sigma_b2)
+    N = V.positive_int("width", width)
+    qs = float(dense.q_star(act, sigma_w2, sigma_b2))
+    if not np.isfinite(qs):
+        raise ValueError("the length map diverges at these (sigma_w2, sigma_b2): q* = inf")
+    return act, g, N, (jnp.float64(qs), float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5)
+
+
+def _jacobian_scan(act, g, N, L, key, qs, sw, sb, keep_all: bool):
+    """Scan ``L`` layers from h^0 ~ N(0, q*); returns the final J or (keep_all) every partial J."""
+    h = jnp.sqrt(qs) * jax.random.normal(jax.random.fold_in(key, 0), (N,))
+
+    def body(carry, layer):
+        h, J = carry
+        kw, kb = jax.random.split(jax.random.fold_in(key, layer))
+        W = sw * jax.random.normal(kw, (N, N)) / np.sqrt(N) if g else sw * _orthogonal(kw, N)
+        h = W @ act(h) + sb * jax.random.normal(kb, (N,))
+        J = act.derivative(h)[:, None] * (W @ J)
+        return (h, J), (J if keep_all else None)
+
+    (_, J), Js = jax.lax.scan(body, (h, jnp.eye(N)), jnp.arange(1, L + 1))
+    return Js if keep_all else J
+
+
 def sample_jacobian_spectrum(
     key, phi, sigma_w2, sigma_b2, width: int, depth: int, weights: str = "gaussian"
 ) -> Array:
@@ -351,37 +382,14 @@ def sample_jacobian_spectrum(
     :math:`W_l \sim \mathcal{N}(0, \sigma_w^2/N)` or :math:`\sigma_w O_l` with Haar-orthogonal
     :math:`O_l`. Layer ``l`` uses ``jax.random.fold_in(key, l)``.
     """
-    from mftlib import dense
-
-    act = _act(phi)
-    g = _weights(weights)
-    V.variance("sigma_w2", sigma_w2, positive=True)
-    V.variance("sigma_b2", sigma_b2)
-    N = V.positive_int("width", width)
+    act, g, N, args = _sampling_setup(phi, weights, sigma_w2, sigma_b2, width)
     L = V.nonneg_int("depth", depth)
-    qs = float(dense.q_star(act, sigma_w2, sigma_b2))
-    if not np.isfinite(qs):
-        raise ValueError("the length map diverges at these (sigma_w2, sigma_b2): q* = inf")
-    return _sample(
-        act, g, N, L, key, jnp.float64(qs), float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5
-    )
+    return _sample(act, g, N, L, key, *args)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _sample(act, g, N, L, key, qs, sw, sb):
-    h = jnp.sqrt(qs) * jax.random.normal(jax.random.fold_in(key, 0), (N,))
-
-    def body(carry, layer):
-        h, J = carry
-        kw, kb = jax.random.split(jax.random.fold_in(key, layer))
-        if g:
-            W = sw * jax.random.normal(kw, (N, N)) / np.sqrt(N)
-        else:
-            W = sw * _orthogonal(kw, N)
-        h = W @ act(h) + sb * jax.random.normal(kb, (N,))
-        return (h, act.derivative(h)[:, None] * (W @ J)), None
-
-    (h, J), _ = jax.lax.scan(body, (h, jnp.eye(N)), jnp.arange(1, L + 1))
+    J = _jacobian_scan(act, g, N, L, key, qs, sw, sb, keep_all=False)
     return jnp.sort(jnp.linalg.svd(J, compute_uv=False) ** 2)
 
 
@@ -391,35 +399,14 @@ def sample_jacobian_spectra_by_depth(
     r"""As :func:`sample_jacobian_spectrum` for one network read at several depths: the squared
     singular values of the partial products :math:`\prod_{l\le L} D_l W_l` for every ``L`` in
     ``depths`` (positive ints); shape ``(len(depths), width)``. One compiled scan."""
-    from mftlib import dense
-
-    act = _act(phi)
-    g = _weights(weights)
-    V.variance("sigma_w2", sigma_w2, positive=True)
-    V.variance("sigma_b2", sigma_b2)
-    N = V.positive_int("width", width)
+    act, g, N, args = _sampling_setup(phi, weights, sigma_w2, sigma_b2, width)
     depth_list = np.atleast_1d(np.asarray(depths)).tolist()
     ds = tuple(V.positive_int("depths", d) for d in depth_list)
-    qs = float(dense.q_star(act, sigma_w2, sigma_b2))
-    if not np.isfinite(qs):
-        raise ValueError("the length map diverges at these (sigma_w2, sigma_b2): q* = inf")
-    return _sample_many(
-        act, g, N, ds, key, jnp.float64(qs), float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5
-    )
+    return _sample_many(act, g, N, ds, key, *args)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
 def _sample_many(act, g, N, ds, key, qs, sw, sb):
-    h = jnp.sqrt(qs) * jax.random.normal(jax.random.fold_in(key, 0), (N,))
-
-    def body(carry, layer):
-        h, J = carry
-        kw, kb = jax.random.split(jax.random.fold_in(key, layer))
-        W = sw * jax.random.normal(kw, (N, N)) / np.sqrt(N) if g else sw * _orthogonal(kw, N)
-        h = W @ act(h) + sb * jax.random.normal(kb, (N,))
-        J = act.derivative(h)[:, None] * (W @ J)
-        return (h, J), J
-
-    _, Js = jax.lax.scan(body, (h, jnp.eye(N)), jnp.arange(1, max(ds) + 1))
+    Js = _jacobian_scan(act, g, N, max(ds), key, qs, sw, sb, keep_all=True)
     sel = Js[jnp.array(ds) - 1]
     return jnp.sort(jnp.linalg.svd(sel, compute_uv=False) ** 2, axis=-1)
