@@ -31,33 +31,45 @@ def batch_norm(h: Array) -> Array:
     return c / jnp.sqrt(jnp.mean(c * c, axis=0, keepdims=True))
 
 
-def _layers(key, x, act: Activation, sw2, gamma, width: int, depth: int, probes):
-    """Forward pass; ``probes[l]`` is added to x^l so that its gradient is dL/dx^l."""
-    xs = [x + probes[0]]
-    h_in = x.shape[1]
-    for layer in range(1, depth + 1):
-        fan_in = h_in if layer == 1 else width
-        w = jax.random.normal(jax.random.fold_in(key, layer), (width, fan_in))
-        h = xs[-1] @ w.T * jnp.sqrt(sw2 / fan_in)
-        xs.append(act.fn(gamma * batch_norm(h)) + probes[layer])
-    return xs
+def _layers(key, x, act: Activation, sw2, gamma, width: int, depth: int, p0, ps):
+    """Forward pass, layers 2..depth in a ``lax.scan``; the probes ``p0`` (input) and ``ps``
+    ``(depth, B, width)`` are added to x^l so that their gradients are dL/dx^l.
+
+    Returns x^1..x^depth stacked, ``(depth, B, width)``.
+    """
+    d = x.shape[1]
+    w1 = jax.random.normal(jax.random.fold_in(key, 1), (width, d))
+    x1 = act.fn(gamma * batch_norm((x + p0) @ w1.T * jnp.sqrt(sw2 / d))) + ps[0]
+
+    def layer(xl, inputs):
+        index, probe = inputs
+        w = jax.random.normal(jax.random.fold_in(key, index), (width, width))
+        out = act.fn(gamma * batch_norm(xl @ w.T * jnp.sqrt(sw2 / width))) + probe
+        return out, out
+
+    _, rest = jax.lax.scan(layer, x1, (jnp.arange(2, depth + 1), ps[1:]))
+    return jnp.concatenate([x1[None], rest], axis=0)
 
 
 @partial(jax.jit, static_argnums=(2, 5, 6))
 def _simulate(keys, x, act, sw2, gamma, width, depth):
     def one(key):
-        probes = [jnp.zeros((x.shape[0], x.shape[1]))] + [
-            jnp.zeros((x.shape[0], width)) for _ in range(depth)
-        ]
-        readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (width,))
+        b = x.shape[0]
+        p0 = jnp.zeros_like(x)
+        ps = jnp.zeros((depth, b, width))
+        # One readout vector per input: a readout shared by the batch would only see the batch
+        # mean of the last layer, which batch norm sets to zero for a linear activation.
+        readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (b, width))
 
         def loss(probes):
-            xs = _layers(key, x, act, sw2, gamma, width, depth, probes)
-            return jnp.sum(xs[-1] @ readout) / jnp.sqrt(width), xs
+            xs = _layers(key, x, act, sw2, gamma, width, depth, *probes)
+            return jnp.sum(xs[-1] * readout) / jnp.sqrt(width), xs
 
-        grads, xs = jax.grad(loss, has_aux=True)(probes)
-        norms = jnp.stack([jnp.sum(g * g) / g.shape[1] for g in grads])
-        covs = jnp.stack([xl @ xl.T / xl.shape[1] for xl in xs[1:]])
+        (g0, gs), xs = jax.grad(loss, has_aux=True)((p0, ps))
+        norms = jnp.concatenate(
+            [jnp.sum(g0 * g0)[None] / g0.shape[1], jnp.sum(gs * gs, axis=(1, 2)) / width]
+        )
+        covs = jnp.einsum("lai,lbi->lab", xs, xs) / width
         return norms, covs
 
     return jax.vmap(one)(keys)
@@ -73,12 +85,15 @@ def simulate(
     gamma: float = 1.0,
     n_seeds: int = 1,
 ) -> dict:
-    r"""Run ``n_seeds`` random BN networks on the batch ``x`` and backpropagate a random readout.
+    r"""Run ``n_seeds`` random BN networks on the batch ``x`` and backpropagate random readouts.
 
     Returns:
         dict of numpy arrays: ``grad_norms`` ``(n_seeds, depth + 1)``, the squared gradient norm
         :math:`\lVert \partial L/\partial x^l \rVert^2 / N_l` at layers ``0..depth`` for the loss
-        :math:`L = \sum_a v \cdot x^{\text{depth}}_a/\sqrt{N}` with a Gaussian readout :math:`v`;
+        :math:`L = \sum_a v_a \cdot x^{\text{depth}}_a/\sqrt{N}` with an independent standard
+        Gaussian readout :math:`v_a` for each input :math:`a` (so the last layer's value is
+        about :math:`B/N`; a readout shared by the batch would only see the batch mean, which
+        batch norm removes);
         ``batch_cov`` ``(n_seeds, depth, B, B)``, the batch covariance
         :math:`N^{-1} \sum_i x^l_{ai} x^l_{bi}` of layers ``1..depth`` (the post-activations,
         whose mean-field value times :math:`\sigma_w^2` is the map's :math:`\Sigma`).
