@@ -7,7 +7,8 @@ eigenvalues into depth scales for all of them. Importing mftlib switches JAX to 
 Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
-:mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.gp` (Gaussian-process prediction),
+:mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.resnet` (residual networks),
+:mod:`~mftlib.gp` (Gaussian-process prediction),
 :mod:`~mftlib.batchnorm` (batch normalisation), :mod:`~mftlib.conv` (convolutions),
 :mod:`~mftlib.spectra` (Jacobian spectra),
 :mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
@@ -31,6 +32,7 @@ from mftlib import (
     hermite,
     networks,
     ntk,
+    resnet,
     spectra,
 )
 from mftlib._config import by_scale, ensure_x64, scale
@@ -72,6 +74,7 @@ __all__ = [
     "hermite",
     "networks",
     "ntk",
+    "resnet",
     "spectra",
     "activation",
     "bn_fixed_point",

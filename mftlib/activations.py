@@ -27,6 +27,7 @@ Closed forms:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -175,6 +176,53 @@ def _linear_pair(q11: Array, q22: Array, q12: Array) -> Array:
 
 def _linear_deriv_pair(q11: Array, q22: Array, q12: Array) -> Array:
     return jnp.ones_like(jnp.asarray(q12 + q11 + q22, dtype=jnp.float64))
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class _AlphaReLU(Activation):
+    """Power of the ReLU, with exact one-dimensional moments (see :func:`alpha_relu`)."""
+
+    alpha: float = 1.0
+
+    def mean_square(self, q: Array) -> Array:
+        q = jnp.asarray(q, dtype=jnp.float64)
+        return _relu_power_moment(2 * self.alpha) * q**self.alpha
+
+    def mean_square_derivative(self, q: Array) -> Array:
+        q = jnp.asarray(q, dtype=jnp.float64)
+        return self.alpha**2 * _relu_power_moment(2 * self.alpha - 2) * q ** (self.alpha - 1)
+
+
+def _relu_power_moment(k: float) -> float:
+    r""":math:`\mathbb{E}[\mathrm{relu}(z)^k] = 2^{k/2-1}\Gamma((k+1)/2)/\sqrt{\pi}`, k > -1."""
+    return 2 ** (k / 2 - 1) * math.gamma((k + 1) / 2) / math.sqrt(math.pi)
+
+
+def alpha_relu(alpha: float) -> Activation:
+    r"""The :math:`\alpha`-ReLU :math:`\phi(u) = \max(0, u)^\alpha` of Yang & Schoenholz (2017).
+
+    Its one-dimensional moments are exact,
+    :math:`\mathbb{E}[\phi(\sqrt q z)^2] = c_\alpha q^\alpha` and
+    :math:`\mathbb{E}[\phi'(\sqrt q z)^2] = \alpha^2 c_{\alpha-1} q^{\alpha-1}` with
+    :math:`c_\beta = \mathbb{E}[\mathrm{relu}(z)^{2\beta}]
+    = 2^{\beta-1}\Gamma(\beta+\tfrac12)/\sqrt\pi`; pair moments use quadrature. ``alpha`` must
+    lie in :math:`(1/2, 1]`, where :math:`\mathbb{E}[\phi'^2]` is finite (``alpha = 1`` is the
+    ReLU itself).
+    """
+    a = float(alpha)
+    if not (0.5 < a <= 1.0):
+        raise ValueError(
+            f"alpha must lie in (1/2, 1] (E[phi'^2] diverges for alpha <= 1/2), got {alpha!r}"
+        )
+    if a == 1.0:
+        return _REGISTRY["relu"]
+
+    def fn(x):
+        pos = x > 0
+        # where-twice: the untaken branch must have a finite derivative at x <= 0
+        return jnp.where(pos, jnp.where(pos, x, 1.0) ** a, 0.0)
+
+    return _AlphaReLU(f"alpha_relu({a:g})", fn, alpha=a)
 
 
 _REGISTRY: dict[str, Activation] = {

@@ -3,9 +3,9 @@ r"""Finite random networks in plain JAX, to check mean-field theory by simulatio
 One submodule per architecture, next to the mean-field module it checks:
 ``mftlib.networks.dense`` (fully connected, standard parameterisation),
 ``mftlib.networks.ntk`` (fully connected, NTK parameterisation),
-``mftlib.networks.batchnorm`` (deep batch-normalised nets) and ``mftlib.networks.conv``
-(CNNs). Their public names are re-exported here; other architectures' finite networks go in
-``mftlib.networks.<architecture>``.
+``mftlib.networks.batchnorm`` (deep batch-normalised nets), ``mftlib.networks.resnet``
+(residual nets) and ``mftlib.networks.conv`` (CNNs). Their public names are re-exported here;
+other architectures' finite networks go in ``mftlib.networks.<architecture>``.
 """
 
 from mftlib.networks.batchnorm import batch_norm, fit_rate
@@ -40,6 +40,9 @@ from mftlib.networks.ntk import (
     sample_outputs,
     train_gd,
 )
+from mftlib.networks.resnet import classifier as resnet_classifier
+from mftlib.networks.resnet import init_classifier as init_resnet_classifier
+from mftlib.networks.resnet import simulate as simulate_resnet
 
 __all__ = [
     "circular_conv",
@@ -53,6 +56,9 @@ __all__ = [
     "batch_norm",
     "fit_rate",
     "simulate_batchnorm",
+    "init_resnet_classifier",
+    "resnet_classifier",
+    "simulate_resnet",
     "apply_ntk",
     "empirical_ntk",
     "init_ntk",

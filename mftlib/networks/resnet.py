@@ -1,0 +1,177 @@
+r"""Finite random residual networks (the nets of :mod:`mftlib.resnet`), simulated in JAX.
+
+Block ``l = 1..depth`` of seed ``s`` draws its weights from ``fold_in(split(key, n_seeds)[s], l)``:
+:math:`h = x W^T + b`, :math:`x \leftarrow x + \phi(h) V^T + a` (full), or :math:`h = x` (reduced,
+``sigma_w2=None``). Layers run in a ``lax.scan``; gradients come from one backward pass with a
+probe added to every :math:`x^l`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+from mftlib.networks.dense import _check_key
+
+ensure_x64()
+
+Array = jax.Array
+
+
+def _stream(key, x, act: Activation, sv, sa, sw, sb, reduced: bool, probes):
+    """Residual stream x^1..x^L, ``(depth, B, N)``; ``probes[l-1]`` is added to x^l."""
+    n = x.shape[1]
+
+    def block(xl, inputs):
+        index, probe = inputs
+        kw, kv, kb, ka = jax.random.split(jax.random.fold_in(key, index), 4)
+        if reduced:
+            h = xl
+        else:
+            w = jax.random.normal(kw, (n, n)) * jnp.sqrt(sw / n)
+            h = xl @ w.T + jax.random.normal(kb, (n,)) * jnp.sqrt(sb)
+        v = jax.random.normal(kv, (n, n)) * jnp.sqrt(sv / n)
+        out = xl + act.fn(h) @ v.T + jax.random.normal(ka, (n,)) * jnp.sqrt(sa) + probe
+        return out, out
+
+    _, xs = jax.lax.scan(block, x, (jnp.arange(1, probes.shape[0] + 1), probes))
+    return xs
+
+
+@partial(jax.jit, static_argnums=(2, 7, 8))
+def _simulate(keys, x, act, sv, sa, sw, sb, reduced, depth):
+    b, n = x.shape
+
+    def one(key):
+        # An independent readout per input, so every input's gradient is backpropagated.
+        readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (b, n))
+
+        def loss(p0, ps):
+            xs = _stream(key, x + p0, act, sv, sa, sw, sb, reduced, ps)
+            return jnp.sum(xs[-1] * readout) / jnp.sqrt(n), xs
+
+        (g0, gs), xs = jax.grad(loss, argnums=(0, 1), has_aux=True)(
+            jnp.zeros_like(x), jnp.zeros((depth, b, n))
+        )
+        grads = jnp.concatenate([g0[None], gs])
+        norms = jnp.sum(grads * grads, axis=(1, 2)) / (b * n)
+        stream = jnp.concatenate([x[None], xs])
+        covs = jnp.einsum("lai,lbi->lab", stream, stream) / n
+
+        # Gradient at the input of the readout placed after block k, for every k at once:
+        # one forward pass, ``depth`` backward passes (vmapped cotangents).
+        ps0 = jnp.zeros((depth, b, n))
+        _, pull = jax.vjp(lambda x0: _stream(key, x0, act, sv, sa, sw, sb, reduced, ps0), x)
+        cot = jnp.eye(depth)[:, :, None, None] * readout / jnp.sqrt(n)
+        (g_in,) = jax.vmap(pull)(cot)
+        g_in = jnp.sum(g_in * g_in, axis=(1, 2)) / (b * n)
+        g_out = jnp.sum(readout * readout) / (b * n * n)
+        return norms, covs, jnp.concatenate([g_out[None], g_in]) / g_out
+
+    return jax.vmap(one)(keys)
+
+
+def simulate(
+    key,
+    x,
+    phi,
+    sigma_v2: float,
+    sigma_a2: float,
+    depth: int,
+    sigma_w2: float | None = None,
+    sigma_b2: float | None = None,
+    n_seeds: int = 1,
+) -> dict:
+    r"""Run ``n_seeds`` random residual nets of width ``N = x.shape[1]`` on the inputs ``x``.
+
+    Args:
+        x: ``(B, N)`` inputs, already in the residual stream (:math:`x^0`).
+        sigma_w2: ``None`` for the reduced net; otherwise the full net's :math:`\sigma_w^2`.
+
+    Returns:
+        dict of numpy arrays: ``cov`` ``(n_seeds, depth+1, B, B)``, the covariance
+        :math:`N^{-1}\sum_i x^l_{ai} x^l_{bi}` of the stream (its diagonal is the length
+        :math:`p^l`); ``grad_norms`` ``(n_seeds, depth+1)``, the squared gradient per unit and
+        input :math:`\lVert\partial L/\partial x^l\rVert^2/(BN)` for the loss
+        :math:`L = N^{-1/2}\sum_a v_a\cdot x^L_a` with independent standard Gaussian readouts
+        :math:`v_a` (its mean-field value is :math:`\chi^l/\chi^L` times :math:`1/N`);
+        ``amplification`` ``(n_seeds, depth+1)``, entry ``k`` the squared gradient at the *input*
+        of the same loss read out after block ``k`` instead, divided by its value at the readout:
+        the measured :math:`\chi^0/\chi^k` of the depth-``k`` network (entry 0 is 1).
+    """
+    key = _check_key(key)
+    act = activation(phi)
+    x = np.asarray(V.matrix("x", x), np.float64)
+    V.variance("sigma_v2", sigma_v2, positive=True)
+    V.variance("sigma_a2", sigma_a2)
+    reduced = sigma_w2 is None
+    if reduced:
+        if sigma_b2 not in (None, 0, 0.0):
+            raise ValueError("sigma_b2 needs the full net: pass sigma_w2 as well")
+        sw, sb = 1.0, 0.0
+    else:
+        sw = float(V.variance("sigma_w2", sigma_w2, positive=True))
+        sb = 0.0 if sigma_b2 is None else float(V.variance("sigma_b2", sigma_b2))
+    depth = V.positive_int("depth", depth)
+    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
+    norms, covs, amp = _simulate(
+        keys, jnp.asarray(x), act, float(sigma_v2), float(sigma_a2), sw, sb, reduced, depth
+    )
+    return {
+        "cov": np.asarray(covs),
+        "grad_norms": np.asarray(norms),
+        "amplification": np.asarray(amp),
+    }
+
+
+def init_classifier(
+    key, in_dim: int, width: int, depth: int, n_out: int, sigma_v2, sigma_w2=1.0, n_models=1
+) -> dict:
+    r"""Weights of ``n_models`` full tanh-style residual classifiers, stacked for
+    :func:`mftlib.training.train_models`.
+
+    An input layer :math:`x^0 = W_{\text{in}} x`, :math:`W_{\text{in}} \sim \mathcal{N}(0,
+    1/d)`, ``depth`` full residual blocks with :math:`\sigma_w^2`, :math:`\sigma_v^2` (no biases)
+    and a dense readout. ``sigma_v2`` may be an array of length ``n_models`` (one value per model).
+    """
+    key = _check_key(key)
+    in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
+    depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
+    n_models = V.positive_int("n_models", n_models)
+    sv = np.broadcast_to(np.asarray(V.variance("sigma_v2", sigma_v2, positive=True)), (n_models,))
+    sw = float(V.variance("sigma_w2", sigma_w2, positive=True))
+
+    def one(k, s):
+        k0, k1, k2, k3 = jax.random.split(k, 4)
+        return {
+            "Win": jax.random.normal(k0, (width, in_dim)) / jnp.sqrt(in_dim),
+            "W": jax.random.normal(k1, (depth, width, width)) * jnp.sqrt(sw / width),
+            "V": jax.random.normal(k2, (depth, width, width)) * jnp.sqrt(s / width),
+            "Wout": jax.random.normal(k3, (n_out, width)) / jnp.sqrt(width),
+            "bout": jnp.zeros(n_out),
+        }
+
+    return jax.vmap(one)(jax.random.split(key, n_models), jnp.asarray(sv, jnp.float64))
+
+
+def classifier(phi):
+    """``apply(params, x) -> logits`` for one residual classifier of :func:`init_classifier`."""
+    fn = activation(phi).fn
+
+    def apply(p, x):
+        h = x @ p["Win"].T
+
+        def block(h, wv):
+            w, v = wv
+            return h + fn(h @ w.T) @ v.T, None
+
+        h, _ = jax.lax.scan(block, h, (p["W"], p["V"]))
+        return h @ p["Wout"].T + p["bout"]
+
+    return apply

@@ -1,0 +1,177 @@
+"""Residual networks: alpha-ReLU moments, the maps, their asymptotic laws, and simulation."""
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+
+from mftlib import gaussian, resnet
+from mftlib.activations import alpha_relu
+from mftlib.networks import resnet as rn
+
+RNG = np.random.default_rng(0)
+N = 256
+X2 = RNG.normal(size=(2, N))
+X2[1] = 0.8 * X2[0] + 0.6 * X2[1]
+
+
+def _gauss_quad(f, q):
+    return integrate.quad(lambda z: f(np.sqrt(q) * z) * np.exp(-z * z / 2), 0, np.inf, limit=200)[
+        0
+    ] / np.sqrt(2 * np.pi)
+
+
+@pytest.mark.parametrize("alpha", [0.6, 0.75, 0.9])
+@pytest.mark.parametrize("q", [0.3, 2.0])
+def test_alpha_relu_moments_against_adaptive_quadrature(alpha, q):
+    act = alpha_relu(alpha)
+    ms = _gauss_quad(lambda u: u ** (2 * alpha), q)
+    # phi'^2 = alpha^2 u^(2 alpha - 2): an integrable singularity at 0 that scipy's QUADPACK
+    # handles; the closed form must agree to its precision.
+    md = _gauss_quad(lambda u: alpha**2 * u ** (2 * alpha - 2), q)
+    assert float(act.mean_square(q)) == pytest.approx(ms, rel=1e-9)
+    assert float(act.mean_square_derivative(q)) == pytest.approx(md, rel=1e-7)
+    # The library's Gaussian rule agrees on the smooth moment.
+    assert float(gaussian.expect1(lambda u: act.fn(u) ** 2, q)) == pytest.approx(ms, rel=1e-8)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.2, 1.5, float("nan")])
+def test_alpha_relu_rejects_alpha_outside_half_to_one(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        alpha_relu(alpha)
+
+
+def test_alpha_one_is_relu():
+    assert alpha_relu(1.0).name == "relu"
+
+
+@pytest.mark.parametrize("phi", ["tanh", alpha_relu(0.8)])
+@pytest.mark.parametrize("sigma_w2", [None, 1.5])
+def test_covariance_diagonal_is_the_length_map(phi, sigma_w2):
+    S0 = X2 @ X2.T / N
+    traj = resnet.covariance_trajectory(phi, 0.7, 0.1, S0, 12, sigma_w2=sigma_w2)
+    p = resnet.length_trajectory(phi, 0.7, 0.1, S0[0, 0], 12, sigma_w2=sigma_w2)["p"]
+    np.testing.assert_allclose(traj[:, 0, 0], p, rtol=1e-10)
+
+
+def test_reduced_net_is_full_net_with_identity_weights_in_the_mean():
+    a = resnet.covariance_trajectory("tanh", 1.0, 0.0, np.eye(2) + 0.3, 10)
+    b = resnet.covariance_trajectory("tanh", 1.0, 0.0, np.eye(2) + 0.3, 10, sigma_w2=1.0)
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    c=st.floats(-0.99, 0.99),
+    sv=st.floats(0.05, 4.0),
+    sa=st.floats(0.0, 1.0),
+    sw=st.floats(0.1, 4.0),
+)
+def test_map_keeps_covariances_valid(c, sv, sa, sw):
+    S = np.array([[1.3, c * 1.3], [c * 1.3, 1.3]])
+    out = np.asarray(resnet.covariance_map("tanh", sv, sa, S, sigma_w2=sw))
+    np.testing.assert_allclose(out, out.T, atol=1e-14)
+    assert np.linalg.eigvalsh(out).min() >= -1e-12
+    # The identity is added: lengths never decrease.
+    assert np.all(np.diag(out) >= np.diag(S) - 1e-14)
+    assert -1 - 1e-12 <= out[0, 1] / np.sqrt(out[0, 0] * out[1, 1]) <= 1 + 1e-12
+
+
+def test_gradient_trajectory_ends_at_one_and_grows_towards_the_input():
+    g = resnet.gradient_trajectory("tanh", 1.0, 0.0, 1.0, 50, sigma_w2=1.0)
+    assert g[-1] == 1.0
+    assert np.all(np.diff(g) < 0)
+
+
+@pytest.mark.parametrize("phi", [alpha_relu(0.7), alpha_relu(0.9)])
+def test_alpha_relu_power_laws_from_the_iterated_maps(phi):
+    # The laws are asymptotic; at L = 2e4 the map's local slopes agree to < 1 %.
+    e = resnet.exponents(phi)
+    L = 20_000
+    p = resnet.length_trajectory(phi, 1.0, 0.0, 1.0, L)["p"]
+    gamma = resnet.fit_power(np.arange(1, L + 1), p[1:], lo=L // 10)
+    assert gamma == pytest.approx(e["length"], rel=0.01)
+    g1 = resnet.gradient_trajectory(phi, 1.0, 0.0, 1.0, L // 10)[0]
+    g2 = resnet.gradient_trajectory(phi, 1.0, 0.0, 1.0, L)[0]
+    assert np.log(g2 / g1) / np.log(10) == pytest.approx(e["gradient"], rel=0.01)
+
+
+@pytest.mark.parametrize("sa2", [0.0, 0.5])
+def test_tanh_gradient_grows_like_exp_sqrt_depth(sa2):
+    e = resnet.exponents("tanh", 1.0, sa2, sigma_w2=2.0)
+    logs = [
+        np.log(resnet.gradient_trajectory("tanh", 1.0, sa2, 1.0, L, sigma_w2=2.0)[0])
+        for L in (5_000, 20_000)
+    ]
+    # d log(chi0/chiL) / d sqrt(L) between the two depths removes the O(1) offset.
+    slope = (logs[1] - logs[0]) / (np.sqrt(20_000) - np.sqrt(5_000))
+    assert slope == pytest.approx(e["gradient"], rel=0.02)
+    p = resnet.length_trajectory("tanh", 1.0, sa2, 1.0, 20_000, sigma_w2=2.0)["p"]
+    assert (p[-1] - p[10_000]) / 10_000 == pytest.approx(1.0 + sa2, rel=0.01)
+
+
+def test_exponents_reject_activations_without_a_derived_law():
+    with pytest.raises(ValueError, match="derived for tanh"):
+        resnet.exponents("relu")
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: resnet.length_trajectory("tanh", -1.0, 0.0, 1.0, 5), "sigma_v2"),
+        (lambda: resnet.length_trajectory("tanh", 1.0, 0.0, 1.0, 0), "depth"),
+        (lambda: resnet.covariance_map("tanh", 1.0, 0.0, np.eye(2), sigma_b2=0.1), "sigma_b2"),
+        (lambda: resnet.covariance_map("tanh", 1.0, 0.0, -np.eye(2)), "Sigma"),
+        (lambda: resnet.fit_power([1, 2], [1.0, -1.0]), "positive"),
+        (lambda: rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 1.0, 0.0, 3, sigma_b2=1.0), "b2"),
+        (lambda: rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 0.0, 0.0, 3), "sigma_v2"),
+    ],
+)
+def test_bad_input_raises(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+@pytest.mark.parametrize(
+    "phi, sigma_w2", [("tanh", 1.0), (alpha_relu(0.7), None), (alpha_relu(0.9), None)]
+)
+def test_theory_against_simulated_residual_nets(phi, sigma_w2):
+    L, seeds = 40, 4
+    sim = rn.simulate(jax.random.PRNGKey(3), X2, phi, 1.0, 0.0, L, sigma_w2=sigma_w2, n_seeds=seeds)
+    S0 = X2 @ X2.T / N
+    traj = np.asarray(resnet.covariance_trajectory(phi, 1.0, 0.0, S0, L, sigma_w2=sigma_w2))
+    p_sim = sim["cov"][:, :, 0, 0]
+    # Each layer adds O(1/sqrt(N)) relative noise to the length; over 40 layers the seed spread
+    # is ~10-25 %, so compare the seed mean within 4 standard errors plus 5 % (finite width).
+    for layer in (10, 40):
+        se = p_sim[:, layer].std(ddof=1) / np.sqrt(seeds)
+        assert abs(p_sim[:, layer].mean() - traj[layer, 0, 0]) < 4 * se + 0.05 * traj[layer, 0, 0]
+    c_sim = sim["cov"][:, -1, 0, 1] / np.sqrt(sim["cov"][:, -1, 0, 0] * sim["cov"][:, -1, 1, 1])
+    c_th = traj[-1, 0, 1] / np.sqrt(traj[-1, 0, 0] * traj[-1, 1, 1])
+    assert abs(c_sim.mean() - c_th) < 4 * c_sim.std(ddof=1) / np.sqrt(seeds) + 0.02
+    # Gradient amplification over 20 blocks: log-normal across seeds; finite-width corrections
+    # grow like L/N (~10 % here), so the log of the mean is compared within 0.25.
+    g_th = resnet.gradient_trajectory(phi, 1.0, 0.0, S0[0, 0], 20, sigma_w2=sigma_w2)[0]
+    assert abs(np.log(sim["amplification"][:, 20].mean()) - np.log(g_th)) < 0.25
+    # The readout's own layer: |v|^2 / N^2 per unit with B N = 512 degrees of freedom.
+    np.testing.assert_allclose(sim["grad_norms"][:, -1], 1 / N, rtol=0.25)
+    np.testing.assert_allclose(sim["amplification"][:, 0], 1.0)
+
+
+def test_classifier_shapes_and_variance_per_model():
+    p = rn.init_classifier(jax.random.PRNGKey(0), 64, 16, 3, 10, [0.1, 4.0], n_models=2)
+    assert p["V"].shape == (2, 3, 16, 16)
+    ratio = np.var(np.asarray(p["V"][1])) / np.var(np.asarray(p["V"][0]))
+    assert ratio == pytest.approx(40.0, rel=0.15)
+    out = rn.classifier("tanh")(jax.tree_util.tree_map(lambda a: a[0], p), np.ones((5, 64)))
+    assert out.shape == (5, 10)
+
+
+def test_amplification_of_every_depth_matches_separate_networks():
+    amp = resnet.gradient_amplification("tanh", 0.8, 0.1, 1.2, 30, sigma_w2=1.3, sigma_b2=0.05)
+    assert amp[0] == 1.0
+    for L in (1, 7, 30):
+        g = resnet.gradient_trajectory("tanh", 0.8, 0.1, 1.2, L, sigma_w2=1.3, sigma_b2=0.05)
+        assert amp[L] == pytest.approx(g[0], rel=1e-12)
