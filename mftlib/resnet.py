@@ -11,6 +11,8 @@ with :math:`W_{ij} \sim \mathcal{N}(0, \sigma_w^2/N)`, :math:`V_{ij} \sim \mathc
 \sigma_a^2)`. The *reduced* network has :math:`h^l = x^{l-1}` (no :math:`W`, no :math:`b`). Here a
 function takes ``sigma_w2=None`` for the reduced network.
 
+Every variance may be *layer dependent*: an array with one value per block :math:`l = 1..L`, for
+example :func:`schedule` (:math:`\sigma_l^2 = \sigma^2 l^{-\beta}`, Yang & Schoenholz 2018).
 The covariance :math:`\Sigma^l` of the residual stream :math:`x^l` over a set of inputs maps as
 
 .. math::
@@ -80,6 +82,30 @@ def _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2) -> tuple[Activation, tup
     return act, tuple(jnp.asarray(v, jnp.float64) for v in (sigma_v2, sigma_a2, sw, sb))
 
 
+def _per_layer(depth: int, *values) -> tuple:
+    """Broadcast each variance to one value per block ``l = 1..depth`` (layer-dependent
+    variances are arrays of length ``depth``)."""
+    out = []
+    for v in values:
+        v = jnp.asarray(v, jnp.float64)
+        if v.ndim > 1 or (v.ndim == 1 and v.shape[0] != depth):
+            raise ValueError(
+                f"a layer-dependent variance needs one value per block ({depth}), got shape "
+                f"{tuple(v.shape)}"
+            )
+        out.append(jnp.broadcast_to(v, (depth,)))
+    return tuple(out)
+
+
+def schedule(sigma2, beta, depth: int) -> np.ndarray:
+    r"""Variance decay :math:`\sigma_l^2 = \sigma^2 l^{-\beta}` for blocks :math:`l = 1..`
+    ``depth`` (Yang & Schoenholz 2018): pass the result as a layer-dependent variance."""
+    V.variance("sigma2", sigma2, positive=True)
+    V.real("beta", beta)
+    depth = V.positive_int("depth", depth)
+    return float(sigma2) * np.arange(1, depth + 1, dtype=np.float64) ** (-float(beta))
+
+
 def _block(act: Activation, sv, sa, sw, sb, S):
     return S + dense._covariance_map(act, sv, sa, sw * S + sb)
 
@@ -102,19 +128,28 @@ def covariance_trajectory(
     act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
     V.covariance("Sigma0", Sigma0)
     depth = V.nonneg_int("depth", depth)
-    return dynamics.iterate(
-        lambda S: _block(act, sv, sa, sw, sb, S), jnp.asarray(Sigma0, jnp.float64), depth
-    )
+    S0 = jnp.asarray(Sigma0, jnp.float64)
+    if all(jnp.ndim(v) == 0 for v in (sv, sa, sw, sb)):
+        return dynamics.iterate(lambda S: _block(act, sv, sa, sw, sb, S), S0, depth)
+    per_layer = _per_layer(depth, sv, sa, sw, sb)
+
+    def step(S, variances):
+        S = _block(act, *variances, S)
+        return S, S
+
+    _, traj = jax.lax.scan(step, S0, per_layer)
+    return jnp.concatenate([S0[None], traj])
 
 
 @partial(jax.jit, static_argnums=(0, 6))
 def _lengths(act: Activation, sv, sa, sw, sb, p0, depth: int):
-    def step(p, _):
-        q = sw * p + sb
-        p_next = p + sv * act.mean_square(q) + sa
+    def step(p, variances):
+        v, a, w, b = variances
+        q = w * p + b
+        p_next = p + v * act.mean_square(q) + a
         return p_next, (p_next, q)
 
-    _, (ps, qs) = jax.lax.scan(step, p0, None, length=depth)
+    _, (ps, qs) = jax.lax.scan(step, p0, _per_layer(depth, sv, sa, sw, sb))
     return jnp.concatenate([p0[None], ps]), qs
 
 
@@ -148,6 +183,7 @@ def gradient_trajectory(
     V.variance("p0", p0)
     depth = V.positive_int("depth", depth)
     _, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
+    sv, sw = _per_layer(depth, sv, sw)
     log_factor = jnp.log1p(sv * sw * act.mean_square_derivative(q))
     tail = jnp.cumsum(log_factor[::-1])[::-1]
     return np.exp(np.concatenate([np.asarray(tail), [0.0]]))
@@ -167,8 +203,98 @@ def gradient_amplification(
     V.variance("p0", p0)
     depth = V.positive_int("depth", depth)
     _, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
+    sv, sw = _per_layer(depth, sv, sw)
     log_factor = jnp.log1p(sv * sw * act.mean_square_derivative(q))
     return np.exp(np.concatenate([[0.0], np.cumsum(np.asarray(log_factor))]))
+
+
+def weight_gradients(
+    phi,
+    sigma_v2,
+    sigma_a2,
+    p0,
+    depth: int,
+    sigma_w2,
+    sigma_b2=None,
+    width: int = 1,
+    hidden_widths=None,
+) -> dict:
+    r"""Mean squared gradient per *weight* of each block of a full residual net, for the loss
+    :math:`E = N^{-1/2} v\cdot x^L` (:math:`\chi^L = 1/N`), with hidden widths :math:`M_l`.
+
+    Block :math:`l` has :math:`W^l \in \mathbb{R}^{M_l\times N}`
+    (:math:`\sigma_{w,l}^2/N`) and :math:`V^l \in \mathbb{R}^{N\times M_l}`
+    (:math:`\sigma_{v,l}^2/M_l`), so the forward maps do not involve :math:`M_l`, and
+    (gradient independence)
+
+    .. math::
+
+       \mathbb{E}\Bigl(\frac{\partial E}{\partial W^l_{jk}}\Bigr)^2
+       = \frac{N\sigma_{v,l}^2}{M_l}\,\chi^l\,\mathbb{E}[\phi'(\sqrt{q^l}z)^2]\,p^{l-1},
+       \qquad
+       \mathbb{E}\Bigl(\frac{\partial E}{\partial V^l_{ij}}\Bigr)^2
+       = \chi^l\,\mathbb{E}[\phi(\sqrt{q^l}z)^2] .
+
+    Args:
+        width: :math:`N`, the width of the residual stream.
+        hidden_widths: :math:`M_l` for ``l = 1..depth`` (default: ``width`` everywhere).
+
+    Returns:
+        dict with ``W`` and ``V`` ``(depth,)`` and ``chi`` ``(depth+1,)`` (:math:`\chi^l`).
+    """
+    if sigma_w2 is None:
+        raise ValueError("weight gradients are defined here for the full net: pass sigma_w2")
+    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    V.variance("p0", p0)
+    depth = V.positive_int("depth", depth)
+    n = V.positive_int("width", width)
+    m = np.full(depth, n, np.float64) if hidden_widths is None else np.asarray(hidden_widths, float)
+    if m.shape != (depth,) or np.any(m < 1):
+        raise ValueError(f"hidden_widths must hold {depth} widths >= 1, got {hidden_widths!r}")
+    p, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
+    sv, sw = _per_layer(depth, sv, sw)
+    dphi2 = act.mean_square_derivative(q)
+    tail = jnp.cumsum(jnp.log1p(sv * sw * dphi2)[::-1])[::-1]
+    chi = np.exp(np.concatenate([np.asarray(tail), [0.0]])) / n
+    return {
+        "W": n * np.asarray(sv) / m * chi[1:] * np.asarray(dphi2) * np.asarray(p[:-1]),
+        "V": chi[1:] * np.asarray(act.mean_square(q)),
+        "chi": chi,
+    }
+
+
+def decay_phase_diagram(
+    phi, beta_v, beta_w, depth: int, sigma_v2=1.0, sigma_w2=1.0, p0=1.0
+) -> np.ndarray:
+    r"""Gradient amplification :math:`\log(\chi^0/\chi^L)` of full residual nets with variance
+    decay :math:`\sigma_{v,l}^2 = \sigma_v^2 l^{-\beta_v}`, :math:`\sigma_{w,l}^2 = \sigma_w^2
+    l^{-\beta_w}` (no biases), over a grid of decay exponents.
+
+    Args:
+        beta_v, beta_w: 1-D grids of exponents.
+        depth: :math:`L`.
+
+    Returns:
+        ``(len(beta_v), len(beta_w))`` array of :math:`\log(\chi^0/\chi^L)` (natural log).
+    """
+    act = activation(phi)
+    bv = np.asarray(V.grid("beta_v", beta_v), np.float64)
+    bw = np.asarray(V.grid("beta_w", beta_w), np.float64)
+    depth = V.positive_int("depth", depth)
+    V.variance("sigma_v2", sigma_v2, positive=True)
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    V.variance("p0", p0)
+    ell = jnp.arange(1, depth + 1, dtype=jnp.float64)
+    zero = jnp.zeros(depth)
+
+    def one(b_v, b_w):
+        sv = sigma_v2 * ell ** (-b_v)
+        sw = sigma_w2 * ell ** (-b_w)
+        _, q = _lengths(act, sv, zero, sw, zero, jnp.asarray(p0, jnp.float64), depth)
+        return jnp.sum(jnp.log1p(sv * sw * act.mean_square_derivative(q)))
+
+    grid = jax.jit(jax.vmap(jax.vmap(one, (None, 0)), (0, None)))
+    return np.asarray(grid(jnp.asarray(bv), jnp.asarray(bw)))
 
 
 def exponents(phi, sigma_v2=1.0, sigma_a2=0.0, sigma_w2=None) -> dict:

@@ -175,3 +175,87 @@ def test_amplification_of_every_depth_matches_separate_networks():
     for L in (1, 7, 30):
         g = resnet.gradient_trajectory("tanh", 0.8, 0.1, 1.2, L, sigma_w2=1.3, sigma_b2=0.05)
         assert amp[L] == pytest.approx(g[0], rel=1e-12)
+
+
+# --- layer-dependent variances and widths (chapter 6) ---------------------------------------
+
+
+def test_schedule_and_constant_arrays_equal_scalars():
+    np.testing.assert_allclose(resnet.schedule(2.0, 0.5, 4), 2.0 / np.sqrt([1, 2, 3, 4]))
+    a = resnet.length_trajectory("tanh", 0.7, 0.1, 1.0, 9, sigma_w2=1.3)["p"]
+    b = resnet.length_trajectory(
+        "tanh", np.full(9, 0.7), np.full(9, 0.1), 1.0, 9, sigma_w2=np.full(9, 1.3)
+    )["p"]
+    np.testing.assert_allclose(a, b, rtol=1e-14)
+    S = resnet.covariance_trajectory("tanh", np.full(9, 0.7), 0.1, np.eye(2), 9, sigma_w2=1.3)
+    np.testing.assert_allclose(np.asarray(S)[:, 0, 0], a, rtol=1e-12)
+
+
+def test_layer_dependent_variance_needs_one_value_per_block():
+    with pytest.raises(ValueError, match="one value per block"):
+        resnet.length_trajectory("tanh", np.ones(5), 0.0, 1.0, 6)
+    with pytest.raises(ValueError, match="one value per block"):
+        rn.simulate(jax.random.PRNGKey(0), X2, "tanh", np.ones(5), 0.0, 6, sigma_w2=1.0)
+
+
+def test_weight_gradients_scale_with_inverse_hidden_width():
+    kw = dict(sigma_w2=1.0, width=256)
+    full = resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, **kw)
+    m = np.array([256, 128, 64, 32, 16, 8])
+    narrow = resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, hidden_widths=m, **kw)
+    np.testing.assert_allclose(narrow["W"], full["W"] * 256 / m, rtol=1e-12)
+    np.testing.assert_allclose(narrow["V"], full["V"], rtol=1e-12)
+    assert full["chi"][-1] == pytest.approx(1 / 256)
+    with pytest.raises(ValueError, match="hidden_widths"):
+        resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, hidden_widths=[4, 4], **kw)
+    with pytest.raises(ValueError, match="full net"):
+        resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, None)
+
+
+def test_phase_diagram_matches_the_amplification_of_one_schedule():
+    grid = resnet.decay_phase_diagram("tanh", [0.0, 0.5], [0.25], 40, p0=1.0)
+    amp = resnet.gradient_amplification(
+        "tanh", resnet.schedule(1.0, 0.5, 40), 0.0, 1.0, 40, sigma_w2=resnet.schedule(1.0, 0.25, 40)
+    )
+    assert grid.shape == (2, 1)
+    assert grid[1, 0] == pytest.approx(np.log(amp[-1]), rel=1e-12)
+
+
+def test_relu_variance_decay_exponent():
+    # log(chi0/chiL) ~ L^(1 - beta); between L = 1e3 and 1e4 the apparent exponent is within
+    # 0.03 of the asymptote (sub-leading terms decay like L^-(1-beta)).
+    g = [resnet.decay_phase_diagram("relu", [0.5], [0.0], d)[0, 0] for d in (1_000, 10_000)]
+    assert np.log(g[1] / g[0]) / np.log(10) == pytest.approx(0.5, abs=0.03)
+    bounded = [resnet.decay_phase_diagram("relu", [1.0], [0.5], d)[0, 0] for d in (1_000, 10_000)]
+    assert bounded[1] - bounded[0] < 0.05
+
+
+# The simulation tests share one compiled network (tanh, full, depth 40, 4 seeds, N = 256).
+def test_width_variation_in_simulation():
+    L, seeds = 40, 4
+    m = np.linspace(256, 32, L).round().astype(int)
+    sim = rn.simulate(
+        jax.random.PRNGKey(7), X2, "tanh", 1.0, 0.0, L, sigma_w2=1.0, n_seeds=seeds, hidden_widths=m
+    )
+    p0 = X2[0] @ X2[0] / N
+    th = resnet.weight_gradients("tanh", 1.0, 0.0, p0, L, 1.0, width=N, hidden_widths=m)
+    p = resnet.length_trajectory("tanh", 1.0, 0.0, p0, L, sigma_w2=1.0)["p"]
+    # Forward: the lengths do not depend on the hidden widths (seed spread ~5 % at N = 256).
+    np.testing.assert_allclose(sim["cov"][:, -1, 0, 0].mean(), p[-1], rtol=0.1)
+    # Per-weight gradients: with narrow hidden layers the backward pass fluctuates from seed to
+    # seed by a log-variance ~ sum_l 1/M_l (~0.4 here), so the seed mean is compared within 4
+    # standard errors plus 10 %, every 4th block.
+    g = sim["weight_grad"][:, ::4]
+    se = g.std(0, ddof=1) / np.sqrt(seeds)
+    assert np.all(np.abs(g.mean(0) - th["W"][::4]) < 4 * se + 0.1 * th["W"][::4])
+    with pytest.raises(ValueError, match="hidden_widths"):
+        rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 1.0, 0.0, L, hidden_widths=m)
+
+
+def test_variance_decay_in_simulation():
+    L = 40
+    sv, sw = resnet.schedule(1.0, 0.5, L), resnet.schedule(1.0, 0.5, L)
+    sim = rn.simulate(jax.random.PRNGKey(8), X2, "tanh", sv, 0.0, L, sigma_w2=sw, n_seeds=4)
+    amp = resnet.gradient_amplification("tanh", sv, 0.0, X2[0] @ X2[0] / N, L, sigma_w2=sw)
+    # On the phase boundary the amplification is ~7 at L = 40; seed spread ~5 %.
+    np.testing.assert_allclose(sim["amplification"][:, -1].mean(), amp[-1], rtol=0.15)
