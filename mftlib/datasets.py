@@ -1,4 +1,4 @@
-r"""Real data that needs no download: scikit-learn's bundled handwritten digits.
+r"""Data that needs no download: scikit-learn's bundled handwritten digits, and SBM graphs.
 
 :func:`digits` returns the 1,797 images of 8 x 8 pixels (64 features, 10 classes) of
 ``sklearn.datasets.load_digits`` (the UCI optical digits test set), split once into a training and
@@ -7,6 +7,9 @@ feature with the *training* set's mean and standard deviation. After standardisa
 non-constant feature has mean 0 and variance 1 over the training set, so an input has
 :math:`\|x\|^2/d \approx 1` and the first layer of a network with weight variance
 :math:`\sigma_w^2` starts near :math:`q^0 = \sigma_w^2 + \sigma_b^2`.
+
+``datasets.sbm`` is :func:`mftlib.graph.sbm`, the generator of two-group stochastic block models
+(sparse adjacency matrices) of chapter 10, available here with the other data.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mftlib import _validate as V
+from mftlib.graph import sbm  # noqa: F401  (the SBM generator, re-exported with the data)
 
 
 class Dataset(NamedTuple):
