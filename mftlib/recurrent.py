@@ -1,0 +1,450 @@
+r"""Mean-field theory of recurrent networks: vanilla RNN, minimalRNN and GRU.
+
+A recurrent step is a map on the covariance of the hidden state *through time*, with the input's
+covariance :math:`R_t` injected at every step (Chen et al. 2018; Gilboa et al. 2019; the
+equations below are derived here, in this library's notation). For two input sequences
+:math:`a, b` run through the same random network of width :math:`N`, the state's empirical
+covariance :math:`Q^{ab}_t = N^{-1} h^a_t\cdot h^b_t` obeys, as
+:math:`N\to\infty`, a deterministic recursion :math:`Q_t = F(Q_{t-1}; R_t)`:
+
+* **vanilla RNN** :math:`e_t = W\phi(e_{t-1}) + U x_t + b` (the state is the pre-activation
+  :math:`e`; :math:`W_{ij}\sim\mathcal N(0,\sigma_w^2/N)`, :math:`U_{ij}\sim\mathcal
+  N(0,\sigma_u^2/d)`, :math:`b_i\sim\mathcal N(0,\sigma_b^2)`, shared over time):
+
+  .. math:: \Sigma_t = \sigma_w^2\,\mathbb E_{u\sim\mathcal N(0,\Sigma_{t-1})}[\phi(u)\phi(u)^\top]
+     + \sigma_u^2 R_t + \sigma_b^2,
+
+  the dense layer's map (:func:`mftlib.covariance_map`) with the input as an extra bias.
+  With identical inputs (:math:`R_t = r\,\mathbf 1\mathbf 1^\top`) its fixed point is that of a
+  deep feed-forward net with :math:`\sigma_b^2 \to \sigma_b^2 + \sigma_u^2 r`.
+* **minimalRNN** (Chen et al. 2018) :math:`u_t = \sigma(W h_{t-1} + U z_t + b)`,
+  :math:`h_t = u_t\odot h_{t-1} + (1-u_t)\odot z_t`, gate bias :math:`b_i\sim\mathcal
+  N(\mu_b,\sigma_b^2)`, input :math:`z_t` with covariance :math:`R_t`:
+
+  .. math:: Q^{ab}_t = \mathbb E[u^a u^b]\,Q^{ab}_{t-1} + \mathbb E[(1-u^a)(1-u^b)]\,R^{ab}_t,
+
+  with gate pre-activations Gaussian of mean :math:`\mu_b` and covariance
+  :math:`\sigma_w^2 Q_{t-1} + \sigma_u^2 R_t + \sigma_b^2`.
+* **GRU** (Gilboa et al. 2019; update gate :math:`u`, reset gate :math:`r`)
+  :math:`h_t = u_t\odot h_{t-1} + (1-u_t)\odot\tanh(W_h(r_t\odot h_{t-1}) + U_h x_t + b_h)`:
+
+  .. math:: Q^{ab}_t = \mathbb E[u^a u^b]\,Q^{ab}_{t-1}
+     + \mathbb E[(1-u^a)(1-u^b)]\,\mathbb E[\tanh\tilde e^a\tanh\tilde e^b],\qquad
+     \tilde\Sigma = \sigma_w^2\,\mathbb E[r^a r^b]\,Q^{ab}_{t-1} + \sigma_u^2 R_t + \sigma_b^2.
+
+The gated maps factorise the expectation of a gate times the state (a mean-field decoupling:
+a gate depends on unit :math:`i` only through a sum over all units). Two sequences
+that differed once and then receive identical inputs relax to the fixed point :math:`c^* = 1`
+(in the ordered regime) with multiplier :math:`\chi_c = \partial Q^{ab}_t/\partial Q^{ab}_{t-1}`
+at :math:`Q^{ab} = Q^*`; their difference survives for the time scale
+:math:`\xi = -1/\log\chi_c` (:func:`mftlib.dynamics.depth_scale`), the memory time of Chen et al.
+For the minimalRNN (Price's theorem, :math:`\partial_{q_{12}}\mathbb E[fg]=\mathbb E[f'g']`)
+
+.. math:: \chi_c = \mathbb E[u^2] + \sigma_w^2\,\mathbb E[u'^2]\,(Q^* + r),
+
+which tends to 1 as the gate bias :math:`\mu_b\to\infty` *for every* :math:`\sigma_w^2`: gating
+gives a long memory without fine tuning. All functions take variances, not standard deviations.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mftlib import _validate as V
+from mftlib import dense, dynamics, gaussian
+from mftlib._config import ensure_x64
+from mftlib.activations import Activation, activation
+
+ensure_x64()
+
+Array = jax.Array
+
+
+def _f64(x) -> Array:
+    return jnp.asarray(x, dtype=jnp.float64)
+
+
+def _check(**kw) -> None:
+    for name, value in kw.items():
+        if name.startswith("mu"):
+            V.real(name, value)
+        else:
+            V.variance(name, value)
+
+
+def _sym_pair(name: str, value) -> None:
+    V.covariance(name, value)
+    if np.shape(value) != (2, 2):
+        raise ValueError(f"{name} must be a 2 x 2 covariance, got shape {np.shape(value)}")
+
+
+# --- vanilla RNN --------------------------------------------------------------------------------
+
+
+def vanilla_map(phi, sigma_w2, sigma_u2, sigma_b2, Sigma, R) -> Array:
+    r"""One step of the vanilla RNN's covariance map,
+    :math:`\Sigma \mapsto \sigma_w^2\mathbb E[\phi(u)\phi(u)^\top] + \sigma_u^2 R + \sigma_b^2`.
+
+    ``Sigma``: covariance of the pre-activations of ``n`` sequences at time ``t-1``; ``R``: the
+    ``n x n`` covariance :math:`x^a_t\cdot x^b_t/d` of their inputs at time ``t``.
+    """
+    act = activation(phi)
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    V.covariance("Sigma", Sigma)
+    V.covariance("R", R)
+    if np.shape(Sigma) != np.shape(R):
+        raise ValueError(
+            f"Sigma and R must have the same shape, got {np.shape(Sigma)}, {np.shape(R)}"
+        )
+    return _vanilla_map_jit(
+        act, _f64(sigma_w2), _f64(sigma_u2), _f64(sigma_b2), _f64(Sigma), _f64(R)
+    )
+
+
+def _vanilla_map(act: Activation, sw, su, sb, S, R):
+    return dense._covariance_map(act, sw, 0.0, S) + su * R + sb
+
+
+_vanilla_map_jit = jax.jit(_vanilla_map, static_argnums=0)
+
+
+def vanilla_fixed_point(phi, sigma_w2, sigma_u2, sigma_b2, r: float = 1.0) -> dict:
+    r"""Fixed point and time scales of the vanilla RNN driven by identical inputs of variance r.
+
+    The recursion is the deep feed-forward one with effective bias
+    :math:`\sigma_b^2 + \sigma_u^2 r`, so :func:`mftlib.phase_diagram` gives
+    :math:`q^*`, :math:`c^*` (1 in the ordered phase), :math:`\chi_c` (= :math:`\chi_1` there) and
+    the memory time :math:`\xi = \xi_c = -1/\log\chi_c` as well as :math:`\xi_q`.
+
+    Returns:
+        dict of float64 scalars ``q_star, c_star, chi_c, xi_q, xi_c``.
+    """
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, r=r)
+    out = vanilla_timescales(phi, [sigma_w2], [sigma_b2], sigma_u2, r)
+    return {k: out[k][0, 0] for k in ("q_star", "c_star", "chi_c", "xi_q", "xi_c")}
+
+
+def vanilla_timescales(phi, sigma_w2_grid, sigma_b2_grid, sigma_u2, r: float = 1.0) -> dict:
+    r"""The vanilla RNN's fixed point and time scales on a grid of
+    :math:`(\sigma_w^2, \sigma_b^2)` (axis 0: :math:`\sigma_w^2`), identical inputs of variance r.
+
+    Uses :func:`mftlib.phase_diagram` at effective bias :math:`\sigma_b^2 + \sigma_u^2 r`.
+    """
+    _check(sigma_u2=sigma_u2, r=r)
+    V.grid("sigma_b2_grid", sigma_b2_grid)
+    V.variance("sigma_b2_grid", sigma_b2_grid)
+    eff = np.asarray(sigma_b2_grid, np.float64) + float(sigma_u2) * float(r)
+    return dense.phase_diagram(phi, np.asarray(sigma_w2_grid, np.float64), eff)
+
+
+def vanilla_trajectory(phi, sigma_w2, sigma_u2, sigma_b2, Sigma0, Rs) -> Array:
+    """Iterate :func:`vanilla_map` with the input covariances ``Rs`` (shape ``(T, n, n)``):
+    returns ``(T+1, n, n)``, starting with ``Sigma0``."""
+    act = activation(phi)
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    V.covariance("Sigma0", Sigma0)
+    V.matrix("Rs", Rs, ndim=3)
+    return _vanilla_traj(
+        act, _f64(sigma_w2), _f64(sigma_u2), _f64(sigma_b2), _f64(Sigma0), _f64(Rs)
+    )
+
+
+@partial(jax.jit, static_argnums=0)
+def _vanilla_traj(act, sw, su, sb, S0, Rs):
+    return _scan(lambda S, R: _vanilla_map(act, sw, su, sb, S, R), S0, Rs)
+
+
+def _scan(F, S0, Rs):
+    def step(S, R):
+        S = F(S, R)
+        return S, S
+
+    _, traj = jax.lax.scan(step, S0, Rs)
+    return jnp.concatenate([S0[None], traj], axis=0)
+
+
+# --- gates ----------------------------------------------------------------------------------------
+
+
+def _gate_moments(mu, q11, q22, q12):
+    """E[u^a u^b], E[u^a], E[u^b] for u = sigmoid(mu + e), e ~ N(0, [[q11, q12], [q12, q22]])."""
+    s = lambda x: jax.nn.sigmoid(mu + x)  # noqa: E731
+    return gaussian.expect2(s, s, q11, q22, q12), gaussian.expect1(s, q11), gaussian.expect1(s, q22)
+
+
+def _gate_products(mu, E):
+    """2 x 2 matrices E[u u^T] and E[(1-u)(1-u)^T] for gate pre-activation covariance E."""
+
+    uu, m1, m2 = _gate_moments(mu, E[0, 0], E[1, 1], E[0, 1])
+    sq = lambda q: gaussian.expect1(lambda x: jax.nn.sigmoid(mu + x) ** 2, q)  # noqa: E731
+    G = jnp.array([[sq(E[0, 0]), uu], [uu, sq(E[1, 1])]])
+    m = jnp.array([m1, m2])
+    H = 1.0 - m[:, None] - m[None, :] + G
+    return G, H
+
+
+# --- minimalRNN -----------------------------------------------------------------------------------
+
+
+def minimal_map(sigma_w2, sigma_u2, sigma_b2, mu_b, Q, R) -> Array:
+    r"""One step of the minimalRNN's map on the 2 x 2 state covariance ``Q`` with input
+    covariance ``R``: :math:`Q' = \mathbb E[uu^\top]\odot Q + \mathbb E[(1-u)(1-u)^\top]\odot R`."""
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_b=mu_b)
+    _sym_pair("Q", Q)
+    _sym_pair("R", R)
+    return _minimal_map_jit(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_b, Q, R)))
+
+
+def _minimal_map(sw, su, sb, mu, Q, R):
+    G, H = _gate_products(mu, sw * Q + su * R + sb)
+    return G * Q + H * R
+
+
+_minimal_map_jit = jax.jit(_minimal_map)
+
+
+def minimal_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_b, Q0, Rs) -> Array:
+    """Iterate :func:`minimal_map` with input covariances ``Rs`` (``(T, 2, 2)``).
+
+    Returns ``(T+1, 2, 2)``, starting with ``Q0``."""
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_b=mu_b)
+    _sym_pair("Q0", Q0)
+    V.matrix("Rs", Rs, ndim=3)
+    return _minimal_traj(tuple(map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_b))), _f64(Q0), _f64(Rs))
+
+
+@jax.jit
+def _minimal_traj(p, Q0, Rs):
+    return _scan(lambda Q, R: _minimal_map(*p, Q, R), Q0, Rs)
+
+
+def _sig_sq(mu, q):
+    return gaussian.expect1(lambda x: jax.nn.sigmoid(mu + x) ** 2, q)
+
+
+def _omsig_sq(mu, q):
+    return gaussian.expect1(lambda x: (1.0 - jax.nn.sigmoid(mu + x)) ** 2, q)
+
+
+def _dsig_sq(mu, q):
+    return gaussian.expect1(lambda x: (jax.nn.sigmoid(mu + x) * jax.nn.sigmoid(-mu - x)) ** 2, q)
+
+
+@jax.jit
+def _minimal_quantities(sw, su, sb, mu, r):
+    def length(Q):
+        q = sw * Q + su * r + sb
+        return _sig_sq(mu, q) * Q + _omsig_sq(mu, q) * r
+
+    # Q* in [0, r]: h is a convex combination of inputs, and u^2 + (1-u)^2 <= 1.
+    root = dynamics.find_root(lambda Q: length(Q) - Q, 0.0, jnp.maximum(r, 1e-300))
+    Q = jnp.where(r > 0, root.value, 0.0)
+    q = sw * Q + su * r + sb
+    chi_c = _sig_sq(mu, q) + sw * _dsig_sq(mu, q) * (Q + r)
+    chi_q = jax.grad(length)(Q)
+    return {
+        "q_star": Q,
+        "chi_c": chi_c,
+        "chi_q": chi_q,
+        "xi_c": dynamics.depth_scale(chi_c),
+        "xi_q": dynamics.depth_scale(chi_q),
+    }
+
+
+def minimal_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_b, r: float = 1.0) -> dict:
+    r"""The minimalRNN's fixed point :math:`Q^*` for identical inputs of variance r, and its time
+    scales.
+
+    :math:`Q^*` solves :math:`Q = \mathbb E[u^2]Q + \mathbb E[(1-u)^2] r` (a bracketed root in
+    :math:`[0, r]`); :math:`\chi_c = \mathbb E[u^2] + \sigma_w^2\mathbb E[u'^2](Q^*+r)` is the
+    multiplier of a perturbation of the correlation between two sequences,
+    :math:`\chi_q` that of the common length; :math:`\xi = -1/\log\chi`.
+    Where :math:`\chi_c > 1` the point :math:`c = 1` is unstable (chaotic regime) and ``xi_c``
+    is ``inf``; check ``chi_c``.
+
+    Returns:
+        dict of float64 scalars ``q_star, chi_c, chi_q, xi_c, xi_q``.
+    """
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_b=mu_b, r=r)
+    return _minimal_quantities(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_b, r)))
+
+
+def minimal_timescales(sigma_w2_grid, mu_b_grid, sigma_u2, sigma_b2, r: float = 1.0) -> dict:
+    r""":func:`minimal_fixed_point` on the grid :math:`(\sigma_w^2, \mu_b)` (axis 0:
+    :math:`\sigma_w^2`), vectorised with ``jax.vmap``."""
+    V.grid("sigma_w2_grid", sigma_w2_grid)
+    V.variance("sigma_w2_grid", sigma_w2_grid)
+    V.grid("mu_b_grid", mu_b_grid)
+    _check(sigma_u2=sigma_u2, sigma_b2=sigma_b2, r=r)
+    sw, mu = np.meshgrid(
+        np.asarray(sigma_w2_grid, np.float64), np.asarray(mu_b_grid, np.float64), indexing="ij"
+    )
+    out = _minimal_batch(
+        _f64(sw.ravel()), _f64(sigma_u2), _f64(sigma_b2), _f64(mu.ravel()), _f64(r)
+    )
+    return {k: v.reshape(sw.shape) for k, v in out.items()}
+
+
+# Batched over points (compiled once per grid size, not once per call as a fresh jit would be).
+_minimal_batch = jax.jit(
+    jax.vmap(_minimal_quantities.__wrapped__, in_axes=(0, None, None, 0, None))
+)
+
+
+# --- GRU ----------------------------------------------------------------------------------------
+
+
+def gru_map(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q, R) -> Array:
+    r"""One step of the GRU's map on the 2 x 2 state covariance (after Gilboa et al. 2019).
+
+    All three pre-activations (update gate :math:`u`, reset gate :math:`r`, candidate) have weight
+    variance :math:`\sigma_w^2/N`, input weight variance :math:`\sigma_u^2/d` and bias variance
+    :math:`\sigma_b^2`; the gate biases have means ``mu_u``, ``mu_r`` (the candidate's 0).
+    :math:`Q' = \mathbb E[uu^\top]\odot Q + \mathbb E[(1-u)(1-u)^\top]\odot\mathbb E[\tanh\tilde e
+    \tanh\tilde e^\top]`, :math:`\tilde\Sigma = \sigma_w^2\mathbb E[rr^\top]\odot Q + \sigma_u^2 R
+    + \sigma_b^2`.
+    """
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r)
+    _sym_pair("Q", Q)
+    _sym_pair("R", R)
+    return _gru_map_jit(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q, R)))
+
+
+_TANH = activation("tanh")
+
+
+def _gru_map(sw, su, sb, mu_u, mu_r, Q, R):
+    E = sw * Q + su * R + sb
+    Gu, Hu = _gate_products(mu_u, E)
+    Gr, _ = _gate_products(mu_r, E)
+    Et = sw * Gr * Q + su * R + sb
+    K = dense._covariance_map(_TANH, 1.0, 0.0, Et)
+    return Gu * Q + Hu * K
+
+
+_gru_map_jit = jax.jit(_gru_map)
+
+
+def gru_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q0, Rs) -> Array:
+    """Iterate :func:`gru_map` with input covariances ``Rs`` (``(T, 2, 2)``): ``(T+1, 2, 2)``."""
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r)
+    _sym_pair("Q0", Q0)
+    V.matrix("Rs", Rs, ndim=3)
+    return _gru_traj(
+        tuple(map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r))), _f64(Q0), _f64(Rs)
+    )
+
+
+@jax.jit
+def _gru_traj(p, Q0, Rs):
+    return _scan(lambda Q, R: _gru_map(*p, Q, R), Q0, Rs)
+
+
+@jax.jit
+def _gru_quantities(sw, su, sb, mu_u, mu_r, r):
+    def length(Q):
+        q = sw * Q + su * r + sb
+        qt = sw * _sig_sq(mu_r, q) * Q + su * r + sb
+        return _sig_sq(mu_u, q) * Q + _omsig_sq(mu_u, q) * _TANH.mean_square(qt)
+
+    # Q* in [0, 1]: h is a convex combination of tanh's.
+    Q = dynamics.find_root(lambda Q: length(Q) - Q, 0.0, 1.0).value
+    # chi_c = d(off-diagonal)/d(Q^ab) at c = 1 by Price's theorem: 1-D integrals only
+    # (tests check it against jax.jvp of gru_map through the 2-D quadrature).
+    q = sw * Q + su * r + sb
+    qt = sw * _sig_sq(mu_r, q) * Q + su * r + sb
+    d_tilde = sw * (_sig_sq(mu_r, q) + sw * Q * _dsig_sq(mu_r, q))
+    chi_c = (
+        _sig_sq(mu_u, q)
+        + sw * _dsig_sq(mu_u, q) * (Q + _TANH.mean_square(qt))
+        + _omsig_sq(mu_u, q) * _TANH.mean_square_derivative(qt) * d_tilde
+    )
+    chi_q = jax.grad(length)(Q)
+    return {
+        "q_star": Q,
+        "chi_c": chi_c,
+        "chi_q": chi_q,
+        "xi_c": dynamics.depth_scale(chi_c),
+        "xi_q": dynamics.depth_scale(chi_q),
+    }
+
+
+def gru_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r: float = 1.0) -> dict:
+    r"""The GRU's fixed point :math:`Q^*` (identical inputs of variance r) and time scales.
+
+    :math:`\chi_c` is the derivative of the off-diagonal of :func:`gru_map` at
+    :math:`Q^{ab} = Q^*` (by the custom JVP of :func:`mftlib.gaussian.expect2`, exact at
+    :math:`c = 1`); :math:`\xi_c = -1/\log\chi_c`.
+
+    Returns:
+        dict of float64 scalars ``q_star, chi_c, chi_q, xi_c, xi_q``.
+    """
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r, r=r)
+    return _gru_quantities(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r)))
+
+
+@jax.jit
+def _gru_batch(sw, su, sb, mu_u, mu_r, r):
+    return jax.vmap(_gru_quantities, in_axes=(0, None, None, 0, None, None))(
+        sw, su, sb, mu_u, mu_r, r
+    )
+
+
+def gru_timescales(sigma_w2_grid, mu_u_grid, sigma_u2, sigma_b2, mu_r: float = 0.0, r=1.0):
+    r""":func:`gru_fixed_point` on the grid :math:`(\sigma_w^2, \mu_u)` (axis 0:
+    :math:`\sigma_w^2`)."""
+    V.grid("sigma_w2_grid", sigma_w2_grid)
+    V.variance("sigma_w2_grid", sigma_w2_grid)
+    V.grid("mu_u_grid", mu_u_grid)
+    _check(sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_r=mu_r, r=r)
+    sw, mu = np.meshgrid(
+        np.asarray(sigma_w2_grid, np.float64), np.asarray(mu_u_grid, np.float64), indexing="ij"
+    )
+    out = _gru_batch(
+        _f64(sw.ravel()), _f64(sigma_u2), _f64(sigma_b2), _f64(mu.ravel()), _f64(mu_r), _f64(r)
+    )
+    return {k: v.reshape(sw.shape) for k, v in out.items()}
+
+
+# --- perturbations and their decay ---------------------------------------------------------------
+
+
+def perturbation_inputs(r: float, length: int, t0: int) -> Array:
+    r"""Input covariances ``(length, 2, 2)`` of two sequences identical except at step ``t0``,
+    where their inputs are independent: :math:`R_t = r\mathbf 1\mathbf 1^\top`, and
+    :math:`R_{t_0} = r I`."""
+    V.variance("r", r)
+    length = V.positive_int("length", length)
+    t0 = V.nonneg_int("t0", t0)
+    if t0 >= length:
+        raise ValueError(f"t0 must be < length = {length}, got {t0}")
+    Rs = jnp.full((length, 2, 2), float(r))
+    return Rs.at[t0].set(float(r) * jnp.eye(2))
+
+
+def correlation(traj: Array) -> Array:
+    """Correlations :math:`c_t = Q^{ab}_t/\\sqrt{Q^{aa}_t Q^{bb}_t}` along a ``(T, 2, 2)``
+    trajectory."""
+    traj = jnp.asarray(traj)
+    return traj[:, 0, 1] / jnp.sqrt(traj[:, 0, 0] * traj[:, 1, 1])
+
+
+def fit_timescale(t, one_minus_c, floor: float = 1e-12) -> float:
+    r"""Time scale :math:`\xi` from a least-squares fit of
+    :math:`\log(1 - c_t) = a - t/\xi` (points with ``1 - c <= floor`` are dropped).
+
+    Returns ``inf`` for a non-decaying sequence (slope >= 0).
+    """
+    t = np.asarray(t, np.float64)
+    y = np.asarray(one_minus_c, np.float64)
+    if t.shape != y.shape or t.ndim != 1:
+        raise ValueError(f"t and one_minus_c must be 1-D of equal length, got {t.shape}, {y.shape}")
+    keep = np.isfinite(y) & (y > floor)
+    if keep.sum() < 2:
+        raise ValueError("need at least two points with 1 - c above the floor to fit a time scale")
+    slope = np.polyfit(t[keep], np.log(y[keep]), 1)[0]
+    return float(-1.0 / slope) if slope < 0 else float("inf")

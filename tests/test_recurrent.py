@@ -1,0 +1,189 @@
+"""Tests of mftlib.recurrent (mean field of RNNs) and mftlib.networks.recurrent (finite RNNs)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mftlib as mft
+from mftlib import dense, dynamics, recurrent
+from mftlib.networks import recurrent as rnn
+
+KEY = jax.random.PRNGKey(0)
+
+
+# --- closed forms and identities ------------------------------------------------------------------
+
+
+def test_vanilla_map_is_dense_map_with_input_as_bias():
+    S = jnp.array([[0.8, 0.3], [0.3, 0.5]])
+    R = jnp.array([[1.0, 0.4], [0.4, 2.0]])
+    out = recurrent.vanilla_map("tanh", 1.5, 0.2, 0.05, S, R)
+    # Equal input covariance entries: exactly the dense map with bias sb + su r.
+    same = recurrent.vanilla_map("tanh", 1.5, 0.2, 0.05, S, 0.7 * jnp.ones((2, 2)))
+    ref = jax.jit(lambda S: dense.covariance_map("tanh", 1.5, 0.05 + 0.2 * 0.7, S))(S)
+    np.testing.assert_allclose(same, ref, rtol=1e-13)
+    np.testing.assert_allclose(out - same, 0.2 * (R - 0.7), rtol=1e-12, atol=1e-14)
+
+
+def test_vanilla_fixed_point_matches_dense_with_effective_bias():
+    fp = recurrent.vanilla_fixed_point("tanh", 1.3, 0.1, 0.01, r=2.0)
+    np.testing.assert_allclose(fp["q_star"], mft.q_star("tanh", 1.3, 0.21), rtol=1e-12)
+    np.testing.assert_allclose(fp["chi_c"], mft.chi1("tanh", 1.3, 0.21), rtol=1e-10)
+    assert float(fp["c_star"]) == 1.0
+    np.testing.assert_allclose(fp["xi_c"], -1.0 / np.log(float(fp["chi_c"])), rtol=1e-12)
+
+
+def test_minimal_fixed_point_solves_the_map_and_chi_is_its_linearisation():
+    p = (1.3, 0.1, 0.02, 1.5)
+    fp = recurrent.minimal_fixed_point(*p, r=1.0)
+    Q = float(fp["q_star"])
+    assert 0.0 < Q <= 1.0  # a convex combination of inputs of variance r = 1
+    ones = jnp.ones((2, 2))
+    np.testing.assert_allclose(recurrent.minimal_map(*p, Q * ones, ones), Q * ones, rtol=1e-12)
+    # The closed form chi_c = E[u^2] + sw E[u'^2](Q + r) and chi_q are the eigenvalues of the
+    # Jacobian of the 2 x 2 map (jax.jacfwd through the 2-D quadrature's custom JVP).
+    F = lambda S: recurrent._minimal_map(*map(jnp.float64, p), S, ones)  # noqa: E731
+    J = jax.jit(lambda x: dynamics.linearise(F, x, symmetric=True))(Q * ones)
+    lam = np.sort(np.linalg.eigvals(J).real)
+    ref = np.sort([float(fp["chi_c"]), float(fp["chi_q"]), float(fp["chi_q"])])
+    np.testing.assert_allclose(lam, ref, rtol=1e-9)
+
+
+def test_gru_chi_closed_form_against_finite_differences():
+    p = (1.7, 0.3, 0.05, 1.0, -0.5)
+    fp = recurrent.gru_fixed_point(*p, r=1.0)
+    Q = float(fp["q_star"])
+    ones = jnp.ones((2, 2))
+    np.testing.assert_allclose(recurrent.gru_map(*p, Q * ones, ones), Q * ones, rtol=1e-11)
+
+    def off(q12):
+        return recurrent._gru_map(*map(jnp.float64, p), jnp.array([[Q, q12], [q12, Q]]), ones)[0, 1]
+
+    # One-sided (c <= 1) second-order difference; error O(h^2) ~ 1e-8 relative.
+    h = 1e-4 * Q
+    f = jax.jit(jax.vmap(off))(jnp.array([Q, Q - h, Q - 2 * h]))
+    fd = (3 * f[0] - 4 * f[1] + f[2]) / (2 * h)
+    np.testing.assert_allclose(fp["chi_c"], fd, rtol=1e-6)
+
+
+def test_gate_bias_lengthens_memory_monotonically_towards_one():
+    out = recurrent.minimal_timescales([0.5, 2.0], np.linspace(-2, 8, 21), 0.1, 0.0)
+    chi = np.asarray(out["chi_c"])
+    assert np.all(np.diff(chi, axis=1) > 0)
+    assert np.all(chi < 1) and np.all(chi[:, -1] > 0.999)
+    gru = recurrent.gru_timescales([1.0], np.array([0.0, 3.0, 6.0]), 0.1, 0.0)
+    assert np.all(np.diff(np.asarray(gru["xi_c"])[0]) > 0)
+
+
+def test_trajectories_start_at_initial_state_and_perturbation_relaxes():
+    Rs = recurrent.perturbation_inputs(1.0, 30, 0)
+    np.testing.assert_allclose(Rs[0], jnp.eye(2))
+    np.testing.assert_allclose(Rs[1], jnp.ones((2, 2)))
+    q = float(recurrent.minimal_fixed_point(1.0, 0.1, 0.0, 2.0)["q_star"])
+    tr = recurrent.minimal_trajectory(1.0, 0.1, 0.0, 2.0, q * jnp.ones((2, 2)), Rs)
+    assert tr.shape == (31, 2, 2)
+    c = np.asarray(recurrent.correlation(tr))
+    assert c[0] == pytest.approx(1.0) and c[1] < 0.9 and np.all(np.diff(c[1:]) > 0)
+    # Linear regime: the ratio of successive 1 - c tends to chi_c.
+    chi = float(recurrent.minimal_fixed_point(1.0, 0.1, 0.0, 2.0)["chi_c"])
+    assert (1 - c[-1]) / (1 - c[-2]) == pytest.approx(chi, rel=1e-3)
+    assert recurrent.fit_timescale(np.arange(10), np.exp(-np.arange(10) / 3.0)) == pytest.approx(3)
+
+
+# --- theory against simulation --------------------------------------------------------------------
+
+
+def _fitted(cell, q0, **hyper):
+    L, t = 40, np.arange(1, 41)
+    Q = rnn.perturbation_covariances(KEY, cell, 256, L, 4, q0=q0, **hyper)
+    y = 1 - np.asarray(jax.vmap(recurrent.correlation)(Q))
+    return np.array([recurrent.fit_timescale(t[4:], yy[4:], floor=1e-11) for yy in y])
+
+
+def test_simulated_vanilla_and_minimal_memory_times_match_theory():
+    # Width 256, 4 seeds: the seed-to-seed spread of the fitted xi is ~5% at these points
+    # (finite-N fluctuations of the per-step slope, O(1/sqrt(N)) per step, averaged over the fit
+    # window), so the seed mean is within 10% of the infinite-width value.
+    fp = recurrent.vanilla_fixed_point("tanh", 1.0, 0.1, 0.01)
+    xi = _fitted("vanilla", float(fp["q_star"]), sigma_w2=1.0, sigma_u2=0.1, sigma_b2=0.01)
+    assert xi.mean() == pytest.approx(float(fp["xi_c"]), rel=0.1)
+    fp = recurrent.minimal_fixed_point(1.0, 0.1, 0.0, 2.0)
+    xi = _fitted("minimal", float(fp["q_star"]), sigma_w2=1.0, sigma_u2=0.1, sigma_b2=0.0, mu_b=2.0)
+    assert xi.mean() == pytest.approx(float(fp["xi_c"]), rel=0.1)
+
+
+def test_state_jacobian_of_vanilla_cell_is_product_of_w_d():
+    p = rnn.init(KEY, "vanilla", 16, 3, 1.5, 0.5, 0.1)
+    h0 = jax.random.normal(jax.random.PRNGKey(1), (16,))
+    xs = jax.random.normal(jax.random.PRNGKey(2), (2, 3))
+    J = rnn.state_jacobian("vanilla", p, h0, xs)
+    e1 = rnn.step("vanilla", p, h0, xs[0])
+    d = lambda e: 1 - jnp.tanh(e) ** 2  # noqa: E731
+    ref = p["W"] @ jnp.diag(d(e1)) @ p["W"] @ jnp.diag(d(h0))
+    np.testing.assert_allclose(J, ref, rtol=1e-10, atol=1e-12)
+    Js = rnn.state_jacobian("vanilla", p, h0, xs, all_steps=True)
+    assert Js.shape == (2, 16, 16)
+    np.testing.assert_allclose(Js[0], p["W"] @ jnp.diag(d(h0)), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(Js[1], J, rtol=1e-12, atol=1e-14)
+
+
+def test_init_variances_and_orthogonal_weights():
+    p = rnn.init(KEY, "gru", 400, 50, 2.0, 0.5, 0.1, mu_u=3.0, mu_r=-1.0)
+    # 160,000 entries: sample variance within a few parts in 1e3 of sigma_w2 / n.
+    assert float(jnp.var(p["Wu"])) * 400 == pytest.approx(2.0, rel=0.03)
+    assert float(jnp.var(p["Uh"])) * 50 == pytest.approx(0.5, rel=0.03)
+    assert float(jnp.mean(p["bu"])) == pytest.approx(3.0, abs=0.1)  # 400 draws of sd 0.32
+    W = rnn.init(KEY, "vanilla", 64, 8, 1.2, 0.1, 0.0, orthogonal=True)["W"]
+    np.testing.assert_allclose(W @ W.T, 1.2 * np.eye(64), atol=1e-10)
+
+
+def test_memory_task_and_a_tiny_training_run():
+    xs, y = rnn.memory_task(KEY, 8, 10, 3, 4)
+    assert xs.shape == (10, 8, 4)
+    np.testing.assert_allclose(xs[6, :, 0], (2.0 * y - 1.0) * 2.0)
+    np.testing.assert_allclose(xs[6, :, 1:], 0.0)
+    keys = jax.random.split(KEY, 2)
+    params = jax.vmap(lambda k: rnn.init_classifier(k, "vanilla", 8, 4, 1.0, 1.0, 0.0))(keys)
+    out = rnn.train_memory(
+        KEY,
+        "vanilla",
+        params,
+        [1, 2],
+        length=5,
+        d=4,
+        steps=60,
+        batch_size=16,
+        learning_rate=3e-2,
+        n_test=64,
+    )
+    assert out["test_accuracy"].shape == (2,)
+    # Delay 1 of 5 with a width-8 net: learnt to well above chance in 60 Adam steps.
+    assert np.all(out["test_accuracy"] > 0.8)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_raise_clear_errors():
+    ones = jnp.ones((2, 2))
+    with pytest.raises(ValueError, match="sigma_w2"):
+        recurrent.minimal_fixed_point(-1.0, 0.1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="mu_b"):
+        recurrent.minimal_fixed_point(1.0, 0.1, 0.0, np.nan)
+    with pytest.raises(ValueError, match="2 x 2"):
+        recurrent.minimal_map(1.0, 0.1, 0.0, 1.0, jnp.eye(3), jnp.eye(3))
+    with pytest.raises(ValueError, match="same shape"):
+        recurrent.vanilla_map("tanh", 1.0, 0.1, 0.0, ones, jnp.eye(3))
+    with pytest.raises(ValueError, match="unknown activation"):
+        recurrent.vanilla_fixed_point("tanhh", 1.0, 0.1, 0.0)
+    with pytest.raises(ValueError, match="t0"):
+        recurrent.perturbation_inputs(1.0, 5, 5)
+    with pytest.raises(ValueError, match="two points"):
+        recurrent.fit_timescale([0, 1, 2], [1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="cell"):
+        rnn.init(KEY, "lstm", 4, 4, 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="d == n"):
+        rnn.init(KEY, "minimal", 4, 3, 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="delays"):
+        rnn.train_memory(KEY, "vanilla", {}, [7], length=5, d=4)
