@@ -4,8 +4,11 @@ One submodule per architecture, next to the mean-field module it checks:
 ``mftlib.networks.dense`` (fully connected, standard parameterisation),
 ``mftlib.networks.ntk`` (fully connected, NTK parameterisation),
 ``mftlib.networks.batchnorm`` (deep batch-normalised nets), ``mftlib.networks.resnet``
-(residual nets) and ``mftlib.networks.conv`` (CNNs). Their public names are re-exported here;
-other architectures' finite networks go in ``mftlib.networks.<architecture>``.
+(residual nets), ``mftlib.networks.conv`` (CNNs) and ``mftlib.networks.graph`` (GNNs). Their
+public names are re-exported here; other architectures' finite networks go in
+``mftlib.networks.<architecture>``. The recurrent cells of ``mftlib.networks.recurrent`` (chapter
+9) keep their short generic names (``init``, ``step``, ``run``, ...) in their own namespace:
+``from mftlib.networks import recurrent as rnn``.
 """
 
 from mftlib.networks.batchnorm import batch_norm, fit_rate
@@ -33,6 +36,10 @@ from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with 
     make_inputs,
     preactivation_moments,
 )
+from mftlib.networks.graph import forward as gnn_forward
+from mftlib.networks.graph import order_parameters as gnn_order_parameters
+from mftlib.networks.graph import pca_labels
+from mftlib.networks.graph import simulate as simulate_gnn
 from mftlib.networks.ntk import (
     apply_ntk,
     empirical_ntk,
@@ -59,6 +66,10 @@ __all__ = [
     "init_resnet_classifier",
     "resnet_classifier",
     "simulate_resnet",
+    "gnn_forward",
+    "gnn_order_parameters",
+    "pca_labels",
+    "simulate_gnn",
     "apply_ntk",
     "empirical_ntk",
     "init_ntk",

@@ -207,7 +207,8 @@ def init_classifier(
 
 
 def classifier(phi):
-    """``apply(params, x) -> logits`` for one residual classifier of :func:`init_classifier`."""
+    """``apply(params, x) -> logits`` for one residual classifier of
+    :func:`~mftlib.networks.init_resnet_classifier`."""
     fn = activation(phi).fn
 
     def apply(p, x):
