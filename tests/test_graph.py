@@ -178,3 +178,16 @@ def test_bethe_hessian_and_pca_readout_detect_easy_graph():
     assert graph.overlap(graph.bethe_hessian_labels(a), s) > 0.9
     out = gnn.simulate(jax.random.PRNGKey(4), a, s, "tanh", 1.0, 6, 32)
     assert out["overlap"] > 0.8
+
+
+def test_trained_gnn_learns_the_groups_and_rejects_bad_input():
+    # Two well separated groups (eps = 0.05): 200 Adam steps on 10 % of the labels must carry
+    # them to the other 90 % (overlap > 0.85; measured 0.93, chance is 0).
+    a, s = graph.sbm(jax.random.PRNGKey(4), 400, 8.0, 0.05)
+    train = np.random.default_rng(0).random(400) < 0.1
+    pred = gnn.train_gnn(jax.random.PRNGKey(0), a, s, train, "tanh", 1.0, 4, 16, steps=200)
+    assert graph.overlap(pred[~train], s[~train]) > 0.85
+    with pytest.raises(ValueError, match="no node"):
+        gnn.train_gnn(jax.random.PRNGKey(0), a, s, np.zeros(400, bool), "tanh", 1.0, 3, 16)
+    with pytest.raises(ValueError, match="one entry per node"):
+        gnn.train_gnn(jax.random.PRNGKey(0), a, s[:10], train, "tanh", 1.0, 3, 16)

@@ -169,3 +169,91 @@ def simulate(
     out["features"] = np.asarray(hs[-1])
     out["overlap"] = overlap(pca_labels(out["features"]), labels)
     return out
+
+
+@partial(jax.jit, static_argnames=("act", "depth", "width", "steps"))
+def _train(key, a, y, mask, *, act: Activation, sw2, c, depth: int, width: int, steps: int, lr):
+    import optax
+
+    n = a.shape[0]
+    x0 = jax.random.normal(jax.random.fold_in(key, 0), (n, width))
+    ws = jnp.stack(
+        [jax.random.normal(jax.random.fold_in(key, t), (width, width)) for t in range(1, depth + 1)]
+    ) * jnp.sqrt(sw2 / (c * width))
+    params = {"W": ws, "v": jnp.zeros(width), "b": jnp.zeros(())}
+
+    def logits(p):
+        def step(x, w):
+            h = a @ (x @ w)
+            h = h - h.mean(axis=0)
+            return act.fn(h), None
+
+        x, _ = jax.lax.scan(step, x0, p["W"][:-1])
+        h = a @ (x @ p["W"][-1])
+        h = h - h.mean(axis=0)
+        return h @ p["v"] / jnp.sqrt(width) + p["b"]
+
+    def loss(p):
+        z = logits(p)
+        per_node = optax.sigmoid_binary_cross_entropy(z, (y + 1) / 2)
+        return jnp.sum(per_node * mask) / jnp.sum(mask)
+
+    opt = optax.adam(lr)
+
+    def update(carry, _):
+        p, s = carry
+        g = jax.grad(loss)(p)
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), None
+
+    (params, _), _ = jax.lax.scan(update, (params, opt.init(params)), None, length=steps)
+    return jnp.sign(logits(params))
+
+
+def train_gnn(
+    key,
+    adjacency,
+    labels,
+    train_mask,
+    phi: PhiLike,
+    sigma_w2: float,
+    depth: int,
+    width: int,
+    steps: int = 200,
+    learning_rate: float = 1e-2,
+) -> np.ndarray:
+    r"""Train the GNN of :func:`forward` end to end (all :math:`W^t` and a linear readout) on
+    the labels of the nodes in ``train_mask``, by Adam on the logistic loss; the input features
+    stay the random :math:`x^0`. The network starts from the same weights as :func:`forward`.
+
+    Returns:
+        the predicted labels (:math:`\pm 1`) of all nodes, ``(n,)``.
+    """
+    key = _check_key(key)
+    act = activation(phi)
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    depth, width = V.positive_int("depth", depth), V.positive_int("width", width)
+    steps = V.positive_int("steps", steps)
+    V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
+    a = _to_bcoo(adjacency)
+    y = np.asarray(labels, np.float64)
+    mask = np.asarray(train_mask, bool)
+    if y.shape != (a.shape[0],) or mask.shape != y.shape or not set(np.unique(y)) <= {-1.0, 1.0}:
+        raise ValueError("labels and train_mask must have one entry per node; labels must be +-1")
+    if not mask.any():
+        raise ValueError("train_mask selects no node: nothing to train on")
+    c = float(jnp.sum(a.data)) / a.shape[0]
+    pred = _train(
+        key,
+        a,
+        jnp.asarray(y),
+        jnp.asarray(mask, jnp.float64),
+        act=act,
+        sw2=float(sigma_w2),
+        c=c,
+        depth=depth,
+        width=width,
+        steps=steps,
+        lr=float(learning_rate),
+    )
+    return np.asarray(pred)
