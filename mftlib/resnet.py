@@ -171,6 +171,25 @@ def length_trajectory(
     return {"p": np.asarray(p), "q": np.asarray(q)}
 
 
+def _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2) -> dict:
+    """Validated forward lengths and the per-block log gradient factors of
+    the gradient recursion (module docstring), shared by the gradient functions below."""
+    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    V.variance("p0", p0)
+    depth = V.positive_int("depth", depth)
+    p, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
+    sv, sw = _per_layer(depth, sv, sw)
+    dphi2 = act.mean_square_derivative(q)
+    return {
+        "act": act,
+        "p": np.asarray(p),
+        "q": np.asarray(q),
+        "sv": np.asarray(sv),
+        "dphi2": np.asarray(dphi2),
+        "log_factor": np.asarray(jnp.log1p(sv * sw * dphi2)),
+    }
+
+
 def gradient_trajectory(
     phi, sigma_v2, sigma_a2, p0, depth: int, sigma_w2=None, sigma_b2=None
 ) -> np.ndarray:
@@ -179,14 +198,9 @@ def gradient_trajectory(
     :math:`\log(\chi^l/\chi^L) = \sum_{k=l+1}^{L} \log(1 + \sigma_v^2\sigma_w^2\,
     \mathbb{E}[\phi'(\sqrt{q^k}z)^2])` along the lengths of :func:`length_trajectory`.
     """
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    V.variance("p0", p0)
-    depth = V.positive_int("depth", depth)
-    _, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
-    sv, sw = _per_layer(depth, sv, sw)
-    log_factor = jnp.log1p(sv * sw * act.mean_square_derivative(q))
-    tail = jnp.cumsum(log_factor[::-1])[::-1]
-    return np.exp(np.concatenate([np.asarray(tail), [0.0]]))
+    log_factor = _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2)["log_factor"]
+    tail = np.cumsum(log_factor[::-1])[::-1]
+    return np.exp(np.concatenate([tail, [0.0]]))
 
 
 def gradient_amplification(
@@ -199,13 +213,8 @@ def gradient_amplification(
     blocks of a deeper one, so :math:`\log(\chi^0/\chi^L)` is a cumulative sum of the factors
     of :func:`gradient_trajectory`.
     """
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    V.variance("p0", p0)
-    depth = V.positive_int("depth", depth)
-    _, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
-    sv, sw = _per_layer(depth, sv, sw)
-    log_factor = jnp.log1p(sv * sw * act.mean_square_derivative(q))
-    return np.exp(np.concatenate([[0.0], np.cumsum(np.asarray(log_factor))]))
+    log_factor = _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2)["log_factor"]
+    return np.exp(np.concatenate([[0.0], np.cumsum(log_factor)]))
 
 
 def weight_gradients(
@@ -244,21 +253,17 @@ def weight_gradients(
     """
     if sigma_w2 is None:
         raise ValueError("weight gradients are defined here for the full net: pass sigma_w2")
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    V.variance("p0", p0)
-    depth = V.positive_int("depth", depth)
+    b = _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2)
+    depth = len(b["q"])
     n = V.positive_int("width", width)
     m = np.full(depth, n, np.float64) if hidden_widths is None else np.asarray(hidden_widths, float)
     if m.shape != (depth,) or np.any(m < 1):
         raise ValueError(f"hidden_widths must hold {depth} widths >= 1, got {hidden_widths!r}")
-    p, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
-    sv, sw = _per_layer(depth, sv, sw)
-    dphi2 = act.mean_square_derivative(q)
-    tail = jnp.cumsum(jnp.log1p(sv * sw * dphi2)[::-1])[::-1]
-    chi = np.exp(np.concatenate([np.asarray(tail), [0.0]])) / n
+    tail = np.cumsum(b["log_factor"][::-1])[::-1]
+    chi = np.exp(np.concatenate([tail, [0.0]])) / n
     return {
-        "W": n * np.asarray(sv) / m * chi[1:] * np.asarray(dphi2) * np.asarray(p[:-1]),
-        "V": chi[1:] * np.asarray(act.mean_square(q)),
+        "W": n * b["sv"] / m * chi[1:] * b["dphi2"] * b["p"][:-1],
+        "V": chi[1:] * np.asarray(b["act"].mean_square(b["q"])),
         "chi": chi,
     }
 
