@@ -8,7 +8,7 @@ Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activati
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
 :mod:`~mftlib.dense` (fully connected nets; its main names are re-exported here),
 :mod:`~mftlib.ntk` (neural tangent kernel), :mod:`~mftlib.resnet` (residual networks),
-:mod:`~mftlib.recurrent` (RNN, minimalRNN and GRU through time),
+:mod:`~mftlib.recurrent` (RNN, minimalRNN, GRU and LSTM through time),
 :mod:`~mftlib.gp` (Gaussian-process prediction),
 :mod:`~mftlib.batchnorm` (batch normalisation), :mod:`~mftlib.conv` (convolutions),
 :mod:`~mftlib.spectra` (Jacobian spectra), :mod:`~mftlib.graph` (graph networks on the SBM),

@@ -1,4 +1,4 @@
-r"""Mean-field theory of recurrent networks: vanilla RNN, minimalRNN and GRU.
+r"""Mean-field theory of recurrent networks: vanilla RNN, minimalRNN, GRU and LSTM.
 
 A recurrent step is a map on the covariance of the hidden state *through time*, with the input's
 covariance :math:`R_t` injected at every step (Chen et al. 2018; Gilboa et al. 2019; the
@@ -31,6 +31,15 @@ covariance :math:`Q^{ab}_t = N^{-1} h^a_t\cdot h^b_t` obeys, as
   .. math:: Q^{ab}_t = \mathbb E[u^a u^b]\,Q^{ab}_{t-1}
      + \mathbb E[(1-u^a)(1-u^b)]\,\mathbb E[\tanh\tilde e^a\tanh\tilde e^b],\qquad
      \tilde\Sigma = \sigma_w^2\,\mathbb E[r^a r^b]\,Q^{ab}_{t-1} + \sigma_u^2 R_t + \sigma_b^2.
+* **LSTM** (Gilboa et al. 2019; forget, input, output gates :math:`f, i, o`, candidate :math:`g`)
+  :math:`c_t = f_t\odot c_{t-1} + i_t\odot g_t`, :math:`h_t = o_t\odot\tanh c_t`: a map on the
+  pair (cell covariance :math:`C`, hidden covariance :math:`Q`),
+
+  .. math:: C^{ab}_t = \mathbb E[f^a f^b]\,C^{ab}_{t-1} + \mathbb E[i^a i^b]\,
+     \mathbb E[\tanh e^a\tanh e^b],\qquad
+     Q^{ab}_t = \mathbb E[o^a o^b]\,\mathbb E_{c\sim\mathcal N(0, C_t)}[\tanh c^a\tanh c^b],
+
+  with the cell state treated as Gaussian (:func:`lstm_map`).
 
 The gated maps factorise the expectation of a gate times the state (a mean-field decoupling:
 a gate depends on unit :math:`i` only through a sum over all units). Two sequences
@@ -406,6 +415,172 @@ def gru_timescales(sigma_w2_grid, mu_u_grid, sigma_u2, sigma_b2, mu_r: float = 0
     )
     out = _gru_batch(
         _f64(sw.ravel()), _f64(sigma_u2), _f64(sigma_b2), _f64(mu.ravel()), _f64(mu_r), _f64(r)
+    )
+    return {k: v.reshape(sw.shape) for k, v in out.items()}
+
+
+# --- LSTM -----------------------------------------------------------------------------------------
+
+
+def _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o) -> None:
+    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_f=mu_f, mu_i=mu_i, mu_o=mu_o)
+
+
+def lstm_map(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C, Q, R) -> tuple[Array, Array]:
+    r"""One step of the LSTM's map on the pair of 2 x 2 covariances (cell ``C``, hidden ``Q``).
+
+    The LSTM (forget gate :math:`f`, input gate :math:`i`, output gate :math:`o`, candidate
+    :math:`g`): :math:`c_t = f_t\odot c_{t-1} + i_t\odot g_t`, :math:`h_t = o_t\odot\tanh c_t`,
+    every pre-activation :math:`W_\cdot h_{t-1} + U_\cdot x_t + b_\cdot` with the variances of
+    :func:`gru_map` and bias means ``mu_f, mu_i, mu_o`` (the candidate's 0). All four
+    pre-activations are Gaussian with covariance :math:`E = \sigma_w^2 Q + \sigma_u^2 R +
+    \sigma_b^2`. Decoupling the gates from what they multiply (as for the GRU; exact for fresh
+    weights every step) and treating :math:`c_t` as Gaussian (an approximation: it is a gated
+    sum) gives
+
+    .. math:: C' = \mathbb E[ff^\top]\odot C + \mathbb E[ii^\top]\odot\mathbb E[\tanh e
+       \tanh e^\top],\qquad Q' = \mathbb E[oo^\top]\odot\mathbb E_{c\sim\mathcal N(0, C')}
+       [\tanh c\,\tanh c^\top].
+
+    Returns the pair ``(C', Q')``.
+    """
+    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    _sym_pair("C", C)
+    _sym_pair("Q", Q)
+    _sym_pair("R", R)
+    return _lstm_map_jit(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C, Q, R)))
+
+
+def _lstm_map(sw, su, sb, mu_f, mu_i, mu_o, C, Q, R):
+    E = sw * Q + su * R + sb
+    Gf, _ = _gate_products(mu_f, E)
+    Gi, _ = _gate_products(mu_i, E)
+    Go, _ = _gate_products(mu_o, E)
+    C_new = Gf * C + Gi * dense._covariance_map(_TANH, 1.0, 0.0, E)
+    return C_new, Go * dense._covariance_map(_TANH, 1.0, 0.0, C_new)
+
+
+_lstm_map_jit = jax.jit(_lstm_map)
+
+
+def lstm_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C0, Q0, Rs):
+    """Iterate :func:`lstm_map` with input covariances ``Rs`` (``(T, 2, 2)``).
+
+    Returns ``(Cs, Qs)``, each ``(T+1, 2, 2)``, starting with ``C0``, ``Q0``."""
+    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    _sym_pair("C0", C0)
+    _sym_pair("Q0", Q0)
+    V.matrix("Rs", Rs, ndim=3)
+    if np.shape(Rs)[1:] != (2, 2):
+        raise ValueError(f"Rs must have shape (T, 2, 2), got {np.shape(Rs)}")
+    p = tuple(map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)))
+    traj = _lstm_traj(p, jnp.stack([_f64(C0), _f64(Q0)]), _f64(Rs))
+    return traj[:, 0], traj[:, 1]
+
+
+@jax.jit
+def _lstm_traj(p, CQ0, Rs):
+    return _scan(lambda CQ, R: jnp.stack(_lstm_map(*p, CQ[0], CQ[1], R)), CQ0, Rs)
+
+
+@jax.jit
+def _lstm_quantities(sw, su, sb, mu_f, mu_i, mu_o, r):
+    def cell_star(Q):
+        q = sw * Q + su * r + sb
+        return _sig_sq(mu_i, q) * _TANH.mean_square(q) / (1.0 - _sig_sq(mu_f, q))
+
+    def length(CQ):  # the diagonal map (C, Q) -> (C', Q') for identical sequences
+        C, Q = CQ
+        q = sw * Q + su * r + sb
+        C_new = _sig_sq(mu_f, q) * C + _sig_sq(mu_i, q) * _TANH.mean_square(q)
+        return jnp.stack([C_new, _sig_sq(mu_o, q) * _TANH.mean_square(C_new)])
+
+    # Q* in [0, 1) (h = o tanh c); C* = E[i^2] E[tanh^2] / (1 - E[f^2]) given Q*.
+    Q = dynamics.find_root(
+        lambda Q: _sig_sq(mu_o, sw * Q + su * r + sb) * _TANH.mean_square(cell_star(Q)) - Q,
+        0.0,
+        1.0,
+    ).value
+    C = cell_star(Q)
+    # Off-diagonal block of the Jacobian in (C^ab, Q^ab) at c = 1, by Price's theorem
+    # (d/dq12 E[f(x_a) g(x_b)] = E[f' g'], which at c = 1 is a 1-D integral).
+    q = sw * Q + su * r + sb
+    a = _sig_sq(mu_f, q)  # dC'/dC
+    b = sw * (  # dC'/dQ
+        _dsig_sq(mu_f, q) * C
+        + _dsig_sq(mu_i, q) * _TANH.mean_square(q)
+        + _sig_sq(mu_i, q) * _TANH.mean_square_derivative(q)
+    )
+    to = _sig_sq(mu_o, q) * _TANH.mean_square_derivative(C)  # dQ'/dC'
+    J = jnp.array([[a, b], [to * a, sw * _dsig_sq(mu_o, q) * _TANH.mean_square(C) + to * b]])
+    chi_c = jnp.max(jnp.linalg.eigvals(J).real)
+    chi_q = jnp.max(jnp.abs(jnp.linalg.eigvals(jax.jacfwd(length)(jnp.stack([C, Q])))))
+    return {
+        "c_star": C,
+        "q_star": Q,
+        "chi_c": chi_c,
+        "chi_q": chi_q,
+        "xi_c": dynamics.depth_scale(chi_c),
+        "xi_q": dynamics.depth_scale(chi_q),
+    }
+
+
+def lstm_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i=0.0, mu_o=0.0, r: float = 1.0):
+    r"""The LSTM's fixed point (identical inputs of variance r) and time scales.
+
+    The fixed point of the diagonal of :func:`lstm_map`: :math:`C^* = \mathbb E[i^2]\,
+    \mathbb E[\tanh^2 e]/(1 - \mathbb E[f^2])` and :math:`Q^* = \mathbb E[o^2]\,
+    \mathbb E[\tanh^2 c]`, :math:`c\sim\mathcal N(0, C^*)`, :math:`e\sim\mathcal N(0,
+    \sigma_w^2 Q^* + \sigma_u^2 r + \sigma_b^2)` (a bracketed root in :math:`Q\in[0, 1]`).
+    :math:`\chi_c` is the largest eigenvalue of the 2 x 2 Jacobian of the off-diagonals
+    :math:`(C^{ab}, Q^{ab})` at :math:`c = 1`; with :math:`a = \mathbb E[f^2]`,
+    :math:`b = \sigma_w^2(\mathbb E[f'^2]C^* + \mathbb E[i'^2]\mathbb E[\tanh^2] + \mathbb E[i^2]
+    \mathbb E[\tanh'^2])`, :math:`\tau = \mathbb E[o^2]\mathbb E[\tanh'^2 c]`,
+
+    .. math:: J = \begin{pmatrix} a & b\\ \tau a & \sigma_w^2\mathbb E[o'^2]\mathbb E[\tanh^2 c]
+       + \tau b\end{pmatrix},
+
+    and :math:`\xi_c = -1/\log\chi_c`. As the forget-gate bias :math:`\mu_f\to\infty`,
+    :math:`a\to 1` and :math:`\chi_c\to 1`: the memory time grows without bound. (At large
+    finite :math:`\mu_f`, about 5 or more, :math:`\chi_c` exceeds 1 by under 1% and ``xi_c`` is
+    ``inf``: a cell-state difference barely decays and the gates keep feeding it.) ``chi_q``: the
+    largest multiplier of the common lengths :math:`(C, Q)`.
+
+    Returns:
+        dict of float64 scalars ``c_star, q_star, chi_c, chi_q, xi_c, xi_q``.
+    """
+    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    _check(r=r)
+    return _lstm_quantities(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, r)))
+
+
+@jax.jit
+def _lstm_batch(sw, su, sb, mu_f, mu_i, mu_o, r):
+    return jax.vmap(_lstm_quantities, in_axes=(0, None, None, 0, None, None, None))(
+        sw, su, sb, mu_f, mu_i, mu_o, r
+    )
+
+
+def lstm_timescales(
+    sigma_w2_grid, mu_f_grid, sigma_u2, sigma_b2, mu_i: float = 0.0, mu_o: float = 0.0, r=1.0
+) -> dict:
+    r""":func:`lstm_fixed_point` on the grid :math:`(\sigma_w^2, \mu_f)` (axis 0:
+    :math:`\sigma_w^2`)."""
+    V.grid("sigma_w2_grid", sigma_w2_grid)
+    V.variance("sigma_w2_grid", sigma_w2_grid)
+    V.grid("mu_f_grid", mu_f_grid)
+    _check(sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_i=mu_i, mu_o=mu_o, r=r)
+    sw, mu = np.meshgrid(
+        np.asarray(sigma_w2_grid, np.float64), np.asarray(mu_f_grid, np.float64), indexing="ij"
+    )
+    out = _lstm_batch(
+        _f64(sw.ravel()),
+        _f64(sigma_u2),
+        _f64(sigma_b2),
+        _f64(mu.ravel()),
+        _f64(mu_i),
+        _f64(mu_o),
+        _f64(r),
     )
     return {k: v.reshape(sw.shape) for k, v in out.items()}
 

@@ -1,18 +1,22 @@
 r"""Finite random recurrent networks in plain JAX (``lax.scan``), to check :mod:`mftlib.recurrent`.
 
-Three cells, each a step on a batch of states ``(..., N)`` with inputs ``(..., d)``:
+Four cells, each a step on a batch of states ``(..., N)`` with inputs ``(..., d)``:
 
 * ``"vanilla"``: :math:`e_t = W\phi(e_{t-1}) + U x_t + b` (state: the pre-activation :math:`e`);
 * ``"minimal"`` (Chen et al. 2018): :math:`z_t = P x_t` (or :math:`z_t = x_t` without ``P``),
   :math:`u_t = \sigma(W h_{t-1} + U z_t + b)`, :math:`h_t = u_t h_{t-1} + (1-u_t) z_t`;
 * ``"gru"`` (Gilboa et al. 2019): :math:`u_t = \sigma(W_u h + U_u x + b_u)`,
   :math:`r_t = \sigma(W_r h + U_r x + b_r)`,
-  :math:`h_t = u_t h_{t-1} + (1-u_t)\tanh(W_h(r_t h_{t-1}) + U_h x_t + b_h)`.
+  :math:`h_t = u_t h_{t-1} + (1-u_t)\tanh(W_h(r_t h_{t-1}) + U_h x_t + b_h)`;
+* ``"lstm"``: gates :math:`f, i, o = \sigma(W_\cdot h + U_\cdot x + b_\cdot)`, candidate
+  :math:`g = \tanh(W_g h + U_g x + b_g)`, :math:`c_t = f_t c_{t-1} + i_t g_t`,
+  :math:`h_t = o_t\tanh c_t`. Its state is the concatenation ``[c, h]`` (``(..., 2n)``).
 
 Weights: :math:`W\sim\mathcal N(0,\sigma_w^2/N)` (or :math:`\sqrt{\sigma_w^2}` times a Haar
 orthogonal matrix), :math:`U\sim\mathcal N(0,\sigma_u^2/\text{fan\_in})`, biases
 :math:`\mathcal N(\mu,\sigma_b^2)` with mean :math:`\mu_b` for the minimalRNN's gate and
-:math:`\mu_u, \mu_r` for the GRU's gates (0 elsewhere). Weights are tied over time.
+:math:`\mu_u, \mu_r` for the GRU's gates, :math:`\mu_f, \mu_i, \mu_o` for the LSTM's (0
+elsewhere). Weights are tied over time.
 
 Also here: the two-sequence perturbation experiment behind the memory time scale
 (:func:`perturbation_covariances`), state-to-state Jacobians (:func:`state_jacobian`), and a
@@ -37,7 +41,7 @@ from mftlib.networks.dense import _check_key
 ensure_x64()
 
 Array = jax.Array
-CELLS = ("vanilla", "minimal", "gru")
+CELLS = ("vanilla", "minimal", "gru", "lstm")
 
 
 def _cell(cell: str) -> str:
@@ -58,6 +62,9 @@ def init(
     mu_b=0.0,
     mu_u=0.0,
     mu_r=0.0,
+    mu_f=0.0,
+    mu_i=0.0,
+    mu_o=0.0,
     orthogonal: bool = False,
     embed_var=None,
 ) -> dict:
@@ -65,16 +72,33 @@ def init(
 
     For ``"minimal"``, ``embed_var`` adds an input embedding ``P`` (``n x d``, entries
     ``N(0, embed_var/d)``) so that ``z = P x``; without it ``d`` must equal ``n`` and ``z = x``.
-    ``mu_b`` is the minimalRNN gate's bias mean, ``mu_u``/``mu_r`` the GRU's gate bias means.
+    ``mu_b`` is the minimalRNN gate's bias mean, ``mu_u``/``mu_r`` the GRU's gate bias means,
+    ``mu_f``/``mu_i``/``mu_o`` the LSTM's (forget, input, output gates).
     Returns a dict of arrays (a pytree; draw many with ``jax.vmap`` over keys).
     """
     _cell(cell)
     for name, v in (("sigma_w2", sigma_w2), ("sigma_u2", sigma_u2), ("sigma_b2", sigma_b2)):
         V.variance(name, v)
     n, d = V.positive_int("n", n), V.positive_int("d", d)
-    return _init(
-        key, cell, n, d, sigma_w2, sigma_u2, sigma_b2, mu_b, mu_u, mu_r, orthogonal, embed_var
-    )
+    means = _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o)
+    return _init(key, cell, n, d, sigma_w2, sigma_u2, sigma_b2, means, orthogonal, embed_var)
+
+
+def _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o) -> dict:
+    """Bias means by parameter name (candidates and the vanilla cell: 0)."""
+    mus = {"mu_b": mu_b, "mu_u": mu_u, "mu_r": mu_r, "mu_f": mu_f, "mu_i": mu_i, "mu_o": mu_o}
+    for name, v in mus.items():
+        V.real(name, v)
+    return {
+        "b": mu_b,
+        "bu": mu_u,
+        "br": mu_r,
+        "bh": 0.0,
+        "bf": mu_f,
+        "bi": mu_i,
+        "bo": mu_o,
+        "bg": 0.0,
+    }
 
 
 def _shapes(cell: str, n: int, d: int, embed: bool) -> dict:
@@ -84,6 +108,12 @@ def _shapes(cell: str, n: int, d: int, embed: bool) -> dict:
     if cell == "minimal":
         out = {"W": (n, n), "U": (n, n), "b": (n,)}
         return {**out, "P": (n, d)} if embed else out
+    if cell == "lstm":
+        return {
+            **{k: (n, n) for k in ("Wf", "Wi", "Wo", "Wg")},
+            **{k: (n, d) for k in ("Uf", "Ui", "Uo", "Ug")},
+            **{k: (n,) for k in ("bf", "bi", "bo", "bg")},
+        }
     return {
         **{k: (n, n) for k in ("Wu", "Wr", "Wh")},
         **{k: (n, d) for k in ("Uu", "Ur", "Uh")},
@@ -91,7 +121,7 @@ def _shapes(cell: str, n: int, d: int, embed: bool) -> dict:
     }
 
 
-def _init(key, cell, n, d, sw, su, sb, mu_b, mu_u, mu_r, orthogonal, embed_var):
+def _init(key, cell, n, d, sw, su, sb, means, orthogonal, embed_var):
     # One normal draw for all the parameters, cut into pieces: a single random-bits kernel keeps
     # compilation fast when cells are drawn inside jit (fresh weights every step, vmap over seeds).
     if cell == "minimal" and embed_var is None and d != n:
@@ -100,7 +130,6 @@ def _init(key, cell, n, d, sw, su, sb, mu_b, mu_u, mu_r, orthogonal, embed_var):
     sizes = [int(np.prod(s)) for s in shapes.values()]
     z = jax.random.normal(key, (sum(sizes),), jnp.float64)
     unit = dict(zip(shapes, jnp.split(z, np.cumsum(sizes)[:-1]), strict=True))
-    means = {"b": mu_b, "bu": mu_u, "br": mu_r, "bh": 0.0}
     p = {}
     for i, (name, shape) in enumerate(shapes.items()):
         x = unit[name].reshape(shape)
@@ -120,14 +149,26 @@ def _init(key, cell, n, d, sw, su, sb, mu_b, mu_u, mu_r, orthogonal, embed_var):
     return p
 
 
+def state_size(cell: str, n: int) -> int:
+    """Length of a cell's state vector: ``2n`` for the LSTM (``[c, h]``), ``n`` otherwise."""
+    return 2 * n if _cell(cell) == "lstm" else n
+
+
 def step(cell: str, p: dict, h: Array, x: Array, phi="tanh") -> Array:
-    """One time step of ``cell`` on states ``h`` (``(..., n)``) with inputs ``x`` (``(..., d)``)."""
+    """One time step of ``cell`` on states ``h`` (``(..., n)``; the LSTM's ``[c, h]``,
+    ``(..., 2n)``) with inputs ``x`` (``(..., d)``)."""
     if cell == "vanilla":
         return activation(phi)(h) @ p["W"].T + x @ p["U"].T + p["b"]
     if cell == "minimal":
         z = x @ p["P"].T if "P" in p else x
         u = jax.nn.sigmoid(h @ p["W"].T + z @ p["U"].T + p["b"])
         return u * h + (1.0 - u) * z
+    if cell == "lstm":
+        c, hh = jnp.split(h, 2, axis=-1)
+        pre = {k: hh @ p["W" + k].T + x @ p["U" + k].T + p["b" + k] for k in "fiog"}
+        f, i, o = (jax.nn.sigmoid(pre[k]) for k in "fio")
+        c = f * c + i * jnp.tanh(pre["g"])
+        return jnp.concatenate([c, o * jnp.tanh(c)], axis=-1)
     u = jax.nn.sigmoid(h @ p["Wu"].T + x @ p["Uu"].T + p["bu"])
     r = jax.nn.sigmoid(h @ p["Wr"].T + x @ p["Ur"].T + p["br"])
     cand = jnp.tanh((r * h) @ p["Wh"].T + x @ p["Uh"].T + p["bh"])
@@ -147,22 +188,28 @@ def run(cell: str, p: dict, h0: Array, xs: Array, phi="tanh") -> Array:
 
 
 def features(cell: str, h: Array, phi="tanh") -> Array:
-    """What a readout sees: :math:`\\phi(e)` for the vanilla cell, the state itself otherwise."""
+    """What a readout sees: :math:`\\phi(e)` for the vanilla cell, the hidden half of the LSTM's
+    ``[c, h]``, the state itself otherwise."""
+    if cell == "lstm":
+        return jnp.split(h, 2, axis=-1)[1]
     return activation(phi)(h) if cell == "vanilla" else h
 
 
 # --- the perturbation experiment -----------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnums=(0, 2, 3, 4, 5, 9))
-def _perturb_one(cell, key, n, d, length, phi, hyper, q0, r, annealed):
+@partial(jax.jit, static_argnums=(0, 2, 3, 4, 5, 10))
+def _perturb_one(cell, key, n, d, length, phi, hyper, q0, c0, r, annealed):
     kp, kh, kx, ky = jax.random.split(key, 4)
-    sw, su, sb, mu_b, mu_u, mu_r = hyper
+    sw, su, sb, means = hyper
     h0 = jnp.sqrt(q0) * jax.random.normal(kh, (n,), jnp.float64)
+    if cell == "lstm":  # [c, h], independent draws of the two variances
+        c = jnp.sqrt(c0) * jax.random.normal(jax.random.fold_in(kh, 1), (n,), jnp.float64)
+        h0 = jnp.concatenate([c, h0])
     xs = jnp.sqrt(r) * jax.random.normal(kx, (length, d), jnp.float64)
     xb = xs.at[0].set(jnp.sqrt(r) * jax.random.normal(ky, (d,), jnp.float64))
     xab = jnp.stack([xs, xb], axis=1)
-    draw = lambda k: _init(k, cell, n, d, sw, su, sb, mu_b, mu_u, mu_r, False, None)  # noqa: E731
+    draw = lambda k: _init(k, cell, n, d, sw, su, sb, means, False, None)  # noqa: E731
     if annealed:  # fresh recurrent weights every step (the network the decoupling describes)
         base = draw(kp)
         names = [k for k in base if k.startswith("W")]
@@ -176,6 +223,7 @@ def _perturb_one(cell, key, n, d, length, phi, hyper, q0, r, annealed):
         hs = jax.lax.scan(body, jnp.stack([h0, h0]), (jax.random.split(kp, length), xab))[1]
     else:
         hs = run(cell, draw(kp), jnp.stack([h0, h0]), xab, phi)  # (T, 2, n)
+    hs = features(cell, hs) if cell == "lstm" else hs  # the LSTM's hidden state h
     Q = jnp.einsum("tan,tbn->tab", hs, hs) / n
     return Q
 
@@ -193,7 +241,11 @@ def perturbation_covariances(
     mu_b=0.0,
     mu_u=0.0,
     mu_r=0.0,
+    mu_f=0.0,
+    mu_i=0.0,
+    mu_o=0.0,
     q0=1.0,
+    c0=1.0,
     r=1.0,
     d=None,
     phi="tanh",
@@ -207,7 +259,9 @@ def perturbation_covariances(
     independent at :math:`t = 1`. Returns the empirical covariances
     :math:`Q^{ab}_t = h^a_t\cdot h^b_t/n`, shape ``(n_seeds, length, 2, 2)`` (``t = 1..length``):
     the quantity :func:`mftlib.recurrent.vanilla_trajectory` (and the gated analogues) predict
-    with :func:`mftlib.recurrent.perturbation_inputs` ``(r, length, 0)``.
+    with :func:`mftlib.recurrent.perturbation_inputs` ``(r, length, 0)``. For the LSTM the
+    initial cell state is :math:`c_0\sim\mathcal N(0, c_0)` (argument ``c0``, e.g. :math:`C^*`)
+    and the covariances returned are those of the hidden state :math:`h_t = o_t\tanh c_t`.
     With ``annealed=True`` every step draws fresh recurrent weights :math:`W` (input weights and
     biases stay fixed; the inputs are fresh anyway): the network the mean-field decoupling
     describes, to separate its error from the effect of weights tied over time.
@@ -226,11 +280,23 @@ def perturbation_covariances(
         ("r", r),
     ):
         V.variance(name, v)
-    hyper = tuple(jnp.float64(v) for v in (sigma_w2, sigma_u2, sigma_b2, mu_b, mu_u, mu_r))
+    V.variance("c0", c0)
+    means = {k: jnp.float64(v) for k, v in _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o).items()}
+    hyper = (*(jnp.float64(v) for v in (sigma_w2, sigma_u2, sigma_b2)), means)
     keys = jax.random.split(key, n_seeds)
     return jax.vmap(
         lambda k: _perturb_one(
-            cell, k, n, d, length, phi, hyper, jnp.float64(q0), jnp.float64(r), bool(annealed)
+            cell,
+            k,
+            n,
+            d,
+            length,
+            phi,
+            hyper,
+            jnp.float64(q0),
+            jnp.float64(c0),
+            jnp.float64(r),
+            bool(annealed),
         )
     )(keys)
 
@@ -242,7 +308,8 @@ def state_jacobian(
     cell: str, p: dict, h0: Array, xs: Array, phi="tanh", all_steps: bool = False
 ) -> Array:
     r"""The state-to-state Jacobian :math:`\partial h_T/\partial h_0` over the inputs ``xs``
-    (``(T, d)``), ``n x n``, by ``jax.jacfwd`` through :func:`run`; with ``all_steps`` every
+    (``(T, d)``), ``n x n`` (``2n x 2n`` on the LSTM's ``[c, h]``), by ``jax.jacfwd`` through
+    :func:`run`; with ``all_steps`` every
     :math:`\partial h_t/\partial h_0`, ``t = 1..T``, as ``(T, n, n)``."""
     _cell(cell)
     if all_steps:
@@ -277,7 +344,7 @@ def place_token(xs: Array, y: Array, delay) -> Array:
 def classifier_logits(cell: str, p: dict, xs: Array, phi="tanh") -> Array:
     """Logits ``V phi(h_T) + c`` of a cell with readout (``p['cell']``, ``p['V']``, ``p['c']``)
     started at zero state; ``xs`` is ``(T, batch, d)``."""
-    n = p["V"].shape[1]
+    n = state_size(cell, p["V"].shape[1])
     h0 = jnp.zeros(xs.shape[1:-1] + (n,))
     hT = run(cell, p["cell"], h0, xs, phi)[-1]
     return features(cell, hT, phi) @ p["V"].T + p["c"]
