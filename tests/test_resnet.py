@@ -62,7 +62,7 @@ def test_reduced_net_is_full_net_with_identity_weights_in_the_mean():
     np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     c=st.floats(-0.99, 0.99),
     sv=st.floats(0.05, 4.0),
@@ -134,9 +134,7 @@ def test_bad_input_raises(call, match):
         call()
 
 
-@pytest.mark.parametrize(
-    "phi, sigma_w2", [("tanh", 1.0), (alpha_relu(0.7), None), (alpha_relu(0.9), None)]
-)
+@pytest.mark.parametrize("phi, sigma_w2", [("tanh", 1.0), (alpha_relu(0.7), None)])
 def test_theory_against_simulated_residual_nets(phi, sigma_w2):
     L, seeds = 40, 4
     sim = rn.simulate(jax.random.PRNGKey(3), X2, phi, 1.0, 0.0, L, sigma_w2=sigma_w2, n_seeds=seeds)
