@@ -117,6 +117,11 @@ def covariance_map(phi, sigma_v2, sigma_a2, Sigma, sigma_w2=None, sigma_b2=None)
     ``sigma_w2=None`` selects the reduced network.
     """
     act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    if any(jnp.ndim(v) for v in (sv, sa, sw, sb)):
+        raise ValueError(
+            "covariance_map is one block: pass scalar variances (layer-dependent variances go to "
+            "covariance_trajectory)"
+        )
     V.covariance("Sigma", Sigma)
     return _block(act, sv, sa, sw, sb, jnp.asarray(Sigma, jnp.float64))
 

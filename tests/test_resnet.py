@@ -124,6 +124,7 @@ def test_exponents_reject_activations_without_a_derived_law():
         (lambda: resnet.length_trajectory("tanh", 1.0, 0.0, 1.0, 0), "depth"),
         (lambda: resnet.covariance_map("tanh", 1.0, 0.0, np.eye(2), sigma_b2=0.1), "sigma_b2"),
         (lambda: resnet.covariance_map("tanh", 1.0, 0.0, -np.eye(2)), "Sigma"),
+        (lambda: resnet.covariance_map("tanh", np.ones(3), 0.0, np.eye(2)), "scalar"),
         (lambda: resnet.fit_power([1, 2], [1.0, -1.0]), "positive"),
         (lambda: rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 1.0, 0.0, 3, sigma_b2=1.0), "b2"),
         (lambda: rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 0.0, 0.0, 3), "sigma_v2"),
