@@ -254,9 +254,14 @@ def _minimal_quantities(sw, su, sb, mu, r):
     Q = jnp.where(r > 0, root.value, 0.0)
     q = sw * Q + su * r + sb
     chi_c = _sig_sq(mu, q) + sw * _dsig_sq(mu, q) * (Q + r)
-    chi_q = jax.grad(length)(Q)
+    return _fixed_point_result(chi_c, jax.grad(length)(Q), q_star=Q)
+
+
+def _fixed_point_result(chi_c, chi_q, **stars) -> dict:
+    r"""The fixed point's values ``stars``, the slopes and their time scales
+    :math:`\xi = -1/\log\chi` (shared by the gated cells' fixed-point functions)."""
     return {
-        "q_star": Q,
+        **stars,
         "chi_c": chi_c,
         "chi_q": chi_q,
         "xi_c": dynamics.depth_scale(chi_c),
@@ -372,14 +377,7 @@ def _gru_quantities(sw, su, sb, mu_u, mu_r, r):
         + sw * _dsig_sq(mu_u, q) * (Q + _TANH.mean_square(qt))
         + _omsig_sq(mu_u, q) * _TANH.mean_square_derivative(qt) * d_tilde
     )
-    chi_q = jax.grad(length)(Q)
-    return {
-        "q_star": Q,
-        "chi_c": chi_c,
-        "chi_q": chi_q,
-        "xi_c": dynamics.depth_scale(chi_c),
-        "xi_q": dynamics.depth_scale(chi_q),
-    }
+    return _fixed_point_result(chi_c, jax.grad(length)(Q), q_star=Q)
 
 
 def gru_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r: float = 1.0) -> dict:
@@ -515,14 +513,7 @@ def _lstm_quantities(sw, su, sb, mu_f, mu_i, mu_o, r):
     J = jnp.array([[a, b], [to * a, sw * _dsig_sq(mu_o, q) * _TANH.mean_square(C) + to * b]])
     chi_c = jnp.max(jnp.linalg.eigvals(J).real)
     chi_q = jnp.max(jnp.abs(jnp.linalg.eigvals(jax.jacfwd(length)(jnp.stack([C, Q])))))
-    return {
-        "c_star": C,
-        "q_star": Q,
-        "chi_c": chi_c,
-        "chi_q": chi_q,
-        "xi_c": dynamics.depth_scale(chi_c),
-        "xi_q": dynamics.depth_scale(chi_q),
-    }
+    return _fixed_point_result(chi_c, chi_q, c_star=C, q_star=Q)
 
 
 def lstm_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i=0.0, mu_o=0.0, r: float = 1.0):

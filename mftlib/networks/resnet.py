@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
+from mftlib import resnet
 from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
 from mftlib.networks.dense import _check_key
@@ -124,23 +125,15 @@ def simulate(
         averaged over the inputs (compare :func:`mftlib.resnet.weight_gradients`).
     """
     key = _check_key(key)
-    act = activation(phi)
     x = np.asarray(V.matrix("x", x), np.float64)
     n = x.shape[1]
     depth = V.positive_int("depth", depth)
-    V.variance("sigma_v2", sigma_v2, positive=True)
-    V.variance("sigma_a2", sigma_a2)
+    # The variances are checked and broadcast to one per block exactly as the theory's are.
+    act, variances = resnet._check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    sv, sa, sw, sb = resnet._per_layer(depth, *variances)
     reduced = sigma_w2 is None
-    if reduced:
-        if sigma_b2 not in (None, 0, 0.0):
-            raise ValueError("sigma_b2 needs the full net: pass sigma_w2 as well")
-        if hidden_widths is not None:
-            raise ValueError("hidden_widths needs the full net (the reduced net has no W)")
-        sw, sb = 1.0, 0.0
-    else:
-        sw = V.variance("sigma_w2", sigma_w2, positive=True)
-        sb = 0.0 if sigma_b2 is None else V.variance("sigma_b2", sigma_b2)
-    sv, sa, sw, sb = (_per_layer(v, depth) for v in (sigma_v2, sigma_a2, sw, sb))
+    if reduced and hidden_widths is not None:
+        raise ValueError("hidden_widths needs the full net (the reduced net has no W)")
     m = np.full(depth, n) if hidden_widths is None else np.asarray(hidden_widths)
     if m.shape != (depth,) or np.any(m < 1) or np.any(m != np.round(m)):
         raise ValueError(f"hidden_widths must be {depth} integers >= 1, got {hidden_widths!r}")
@@ -157,15 +150,6 @@ def simulate(
     if not reduced:
         out["weight_grad"] = np.asarray(w_grad)
     return out
-
-
-def _per_layer(v, depth: int) -> np.ndarray:
-    arr = np.asarray(v, np.float64)
-    if arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != depth):
-        raise ValueError(
-            f"a layer-dependent variance needs one value per block ({depth}), got shape {arr.shape}"
-        )
-    return np.broadcast_to(arr, (depth,))
 
 
 def init_classifier(
