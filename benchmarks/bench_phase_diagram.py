@@ -1,5 +1,5 @@
-"""Budget (DESIGN.md): a 200 x 200 tanh phase diagram of (q*, c*, chi_1, xi_q, xi_c) in <= 2 s after
-compilation, with relative error <= 1e-8 against adaptive quadrature.
+"""Budget (ARCHITECTURE.md): a 200 x 200 tanh phase diagram of (q*, c*, chi_1, xi_q, xi_c) in
+<= 2 s after compilation, with relative error <= 1e-8 against adaptive quadrature.
 
 The accuracy check takes 12 grid points at random and recomputes q*, chi_1 and c* with scipy's
 adaptive quadrature (QUADPACK) and brentq, independently of mftlib's rules.

@@ -1,4 +1,4 @@
-"""Run every benchmark and print its timing against the budgets of DESIGN.md.
+"""Run every benchmark and print its timing against the budgets of ARCHITECTURE.md.
 
 Usage: ``make bench`` (or ``python benchmarks/run_all.py``). Exit status 1 if any budget is missed.
 Timings are after compilation, best of three, on whatever machine runs them; the budgets are set

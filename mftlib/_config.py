@@ -15,7 +15,12 @@ SCALES = ("quick", "paper")
 
 
 def ensure_x64() -> None:
-    """Switch JAX to float64 (idempotent)."""
+    """Switch JAX to float64 (idempotent).
+
+    The one place this is called is ``mftlib/__init__.py``, before any submodule is imported:
+    importing any ``mftlib.x`` runs the package ``__init__`` first, so no module needs its own
+    call. Call it again only after something has switched float64 off.
+    """
     if not jax.config.read("jax_enable_x64"):
         jax.config.update("jax_enable_x64", True)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -113,3 +114,20 @@ def covariance(name: str, value):
     if np.linalg.eigvalsh((arr + arr.T) / 2).min() < -1e-10 * scale:
         raise ValueError(f"{name} must be positive semi-definite")
     return value
+
+
+def key(value, name: str = "key"):
+    """A single JAX PRNG key: a typed key (``jax.random.key(seed)``) or a raw ``uint32[2]`` key
+    (``jax.random.PRNGKey(seed)``, or its numpy data). Returns it as a JAX array."""
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        if value.shape != ():
+            raise TypeError(
+                f"{name} must be a single PRNG key, got an array of shape {value.shape}"
+            )
+        return value
+    arr = jnp.asarray(value) if isinstance(value, (jax.Array, np.ndarray)) else None
+    if arr is None or arr.dtype != jnp.uint32 or arr.shape != (2,):
+        raise TypeError(
+            f"{name} must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey)"
+        )
+    return arr

@@ -54,7 +54,8 @@ factor of :math:`\lVert \nabla_{x^{l-1}} \rVert^2 / \lVert \nabla_{x^{l}} \rVert
 
 finite only for :math:`B > 3`. For ReLU, :math:`\lambda_\infty = \pi/(\pi - 1)` (Yang et al. 2019,
 Theorem 3.10 and its ReLU corollary). Finite batches are evaluated by Monte Carlo over :math:`u`
-(a fixed number of samples from a fixed key: deterministic, with a reported standard error);
+(a fixed number of samples from the key passed, :data:`DEFAULT_KEY` by default: deterministic,
+with a reported standard error);
 the infinite batch by 1-D Gaussian quadrature (:mod:`mftlib.gaussian`).
 """
 
@@ -68,15 +69,21 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import gaussian
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 
 #: Monte Carlo samples of the direction u used by default for finite batches.
 N_SAMPLES = 2**17
+
+#: The key the Monte Carlo functions use when ``key=None``: the data of ``jax.random.PRNGKey(0)``
+#: (a read-only ``uint32[2]`` numpy array, so that importing mftlib starts no JAX backend).
+DEFAULT_KEY = np.zeros(2, dtype=np.uint32)
+DEFAULT_KEY.flags.writeable = False
+
+
+def _key(key):
+    return V.key(DEFAULT_KEY if key is None else key)
 
 
 def _check_batch(batch_size, minimum: int = 2) -> int | None:
@@ -131,13 +138,20 @@ def _stats(x):
 
 
 def bn_fixed_point(
-    phi, sigma_w2: float, batch_size: int, gamma: float = 1.0, n_samples: int = N_SAMPLES
+    phi,
+    sigma_w2: float,
+    batch_size: int,
+    gamma: float = 1.0,
+    n_samples: int = N_SAMPLES,
+    *,
+    key=None,
 ) -> dict:
     r"""The BSB1 fixed point :math:`\Sigma^* = \sigma_w^2 M` of the batch-covariance map.
 
     Args:
         phi: activation; sigma_w2: weight variance (> 0); batch_size: :math:`B \ge 2`;
         gamma: gain inside the activation, :math:`\phi(\gamma z)`; n_samples: Monte Carlo size.
+        key: JAX PRNG key of the Monte Carlo samples; ``None`` for :data:`DEFAULT_KEY`.
 
     Returns:
         dict with ``q_star`` (diagonal), ``c_star`` (off-diagonal / diagonal), ``Sigma`` (the
@@ -147,7 +161,7 @@ def bn_fixed_point(
     V.variance("sigma_w2", sigma_w2, positive=True)
     b = _check_batch(batch_size)
     n = V.positive_int("n_samples", n_samples)
-    _, diag, off, _ = _moments(act, float(gamma), b, n, jax.random.PRNGKey(0))
+    _, diag, off, _ = _moments(act, float(gamma), b, n, _key(key))
     (m_aa, se_aa), (m_ab, se_ab) = _stats(diag), _stats(off)
     q = sigma_w2 * m_aa
     sigma = sigma_w2 * ((m_aa - m_ab) * np.eye(b) + m_ab * np.ones((b, b)))
@@ -161,9 +175,12 @@ def bn_fixed_point(
 
 
 def bn_gradient_rate_estimate(
-    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES
+    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES, *, key=None
 ) -> dict:
     r"""Per-layer growth factor :math:`\lambda_B` of the squared gradient norm, with its error.
+
+    ``key``: JAX PRNG key of the Monte Carlo samples (finite batches); ``None`` for
+    :data:`DEFAULT_KEY`.
 
     Returns:
         dict with ``rate`` and ``stderr`` (0 for ``batch_size=None``, which is exact quadrature;
@@ -171,6 +188,7 @@ def bn_gradient_rate_estimate(
     """
     act = _check(phi, gamma)
     b = _check_batch(batch_size, minimum=4)
+    key = _key(key)
     if b is None:
         g = float(gamma)
         num = g * g * float(gaussian.expect1(lambda x: act.derivative(g * x) ** 2, 1.0))
@@ -180,9 +198,7 @@ def bn_gradient_rate_estimate(
             raise ValueError(f"phi(gamma z) has zero variance for {act.name}: no batch norm map")
         return {"rate": num / var, "stderr": 0.0}
     n = V.positive_int("n_samples", n_samples)
-    spread, _, _, trace = (
-        np.asarray(a) for a in _moments(act, float(gamma), b, n, jax.random.PRNGKey(0))
-    )
+    spread, _, _, trace = (np.asarray(a) for a in _moments(act, float(gamma), b, n, key))
     t, s = trace.mean(), spread.mean()
     if s <= 0:
         raise ValueError(f"phi(gamma z) has zero variance over the batch for {act.name}")
@@ -194,7 +210,7 @@ def bn_gradient_rate_estimate(
 
 
 def bn_gradient_rate(
-    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES
+    phi, batch_size: int | None, gamma: float = 1.0, n_samples: int = N_SAMPLES, *, key=None
 ) -> float:
     r"""Per-layer growth factor of the squared gradient norm in a deep batch-normalised network.
 
@@ -203,9 +219,10 @@ def bn_gradient_rate(
     :math:`\sigma_w^2`. ``batch_size=None`` gives the infinite-batch value
     :math:`\lambda_\infty = \gamma^2\mathbb{E}[\phi'(\gamma\zeta)^2]/
     \mathrm{Var}[\phi(\gamma\zeta)]` (:math:`\pi/(\pi - 1)` for ReLU); finite batches need
-    :math:`B \ge 4`.
+    :math:`B \ge 4`, estimated by Monte Carlo from ``key`` (``None``: :data:`DEFAULT_KEY`, the
+    same numbers on every call).
 
     Raises:
         ValueError: ``batch_size`` below 4, a non-positive ``gamma``, an unknown activation.
     """
-    return bn_gradient_rate_estimate(phi, batch_size, gamma, n_samples)["rate"]
+    return bn_gradient_rate_estimate(phi, batch_size, gamma, n_samples, key=key)["rate"]

@@ -29,11 +29,8 @@ from scipy.linalg import eigh_tridiagonal
 
 from mftlib import _validate as V
 from mftlib import gaussian
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
 from mftlib.dynamics import find_root
-
-ensure_x64()
 
 Array = jax.Array
 

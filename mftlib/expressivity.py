@@ -45,12 +45,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import gaussian, networks
-from mftlib._config import ensure_x64
+from mftlib import dynamics, gaussian, networks
 from mftlib.activations import Activation, activation
-from mftlib.dense import _correlation_map, _q_star, covariance_trajectory
-
-ensure_x64()
+from mftlib.dense import correlation_map_traced, covariance_trajectory, q_star_traced
 
 Array = jax.Array
 
@@ -362,15 +359,13 @@ def correlation_trajectory(phi, sigma_w2, sigma_b2, c0, depth: int) -> Array:
 @partial(jax.jit, static_argnums=(0, 4))
 def _corr_traj(act: Activation, sw, sb, c0, depth: int) -> Array:
     def one(s_w, s_b, c):
-        q = _q_star(act, s_w, s_b, 1.0)
+        q = q_star_traced(act, s_w, s_b, 1.0)
         ok = jnp.isfinite(q) & (q > 0)
         qs = jnp.where(ok, q, 1.0)
 
-        def step(ci, _):
-            cn = jnp.clip(_correlation_map(act, s_w, s_b, qs, ci), -1.0, 1.0)
-            return cn, cn
+        def step(ci):
+            return jnp.clip(correlation_map_traced(act, s_w, s_b, qs, ci), -1.0, 1.0)
 
-        _, traj = jax.lax.scan(step, c, None, length=depth)
-        return jnp.where(ok, jnp.concatenate([c[None], traj]), jnp.nan)
+        return jnp.where(ok, dynamics.iterate(step, c, depth), jnp.nan)
 
     return jax.vmap(one, out_axes=1)(sw, sb, c0)

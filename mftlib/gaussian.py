@@ -52,10 +52,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mftlib._config import ensure_x64
-
-ensure_x64()
-
 Array = jax.Array
 ScalarFn = Callable[[Array], Array]
 

@@ -29,9 +29,6 @@ import jax.scipy.linalg as jsl
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
-
-ensure_x64()
 
 Array = jax.Array
 

@@ -78,12 +78,9 @@ import scipy.sparse.linalg as spla
 from jax.scipy.special import ndtr
 
 from mftlib import _validate as V
-from mftlib import gaussian
-from mftlib._config import ensure_x64
+from mftlib import dynamics, gaussian
 from mftlib.activations import Activation, activation
 from mftlib.dense import q_star
-
-ensure_x64()
 
 Array = jax.Array
 PhiLike = str | Activation
@@ -234,6 +231,16 @@ def _layer(act: Activation, sw2, lam2_over_c, inv_n, M, q):
     return sw2 * lam2_over_c * (s2bar + inv_n * local), sw2 * e2
 
 
+@partial(jax.jit, static_argnums=(0, 1))
+def _layers(act: Activation, steps: int, sw2, lam2_over_c, inv_n, x1):
+    """Layers 1..steps+1 of (M, q) from layer 1's ``x1``: :func:`mftlib.dynamics.iterate`."""
+
+    def F(x):
+        return jnp.stack(_layer(act, sw2, lam2_over_c, inv_n, x[0], x[1]))
+
+    return dynamics.iterate(F, x1, steps)
+
+
 def _check_common(phi, sigma_w2, c, epsilon, n):
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2, positive=True)
@@ -273,18 +280,13 @@ def order_parameters(phi: PhiLike, sigma_w2, c, epsilon, depth: int, n: int | No
     act, p, inv_n = _check_common(phi, sigma_w2, c, epsilon, n)
     depth = V.positive_int("depth", depth)
     sw2, l2c = float(sigma_w2), p["lam"] ** 2 / float(c)
-    M, q = sw2 * l2c * inv_n, sw2
-    Ms, qs = [M], [q]
-    for _ in range(depth - 1):
-        M, q = _layer(act, sw2, l2c, inv_n, jnp.float64(M), jnp.float64(q))
-        M, q = float(M), float(q)
-        if not (math.isfinite(M) and math.isfinite(q)):
-            raise ValueError(
-                "the order parameters diverged (use a bounded activation or a smaller sigma_w2)"
-            )
-        Ms.append(M)
-        qs.append(q)
-    Ms, qs = np.array(Ms), np.array(qs)
+    first = jnp.array([sw2 * l2c * inv_n, sw2])
+    traj = np.asarray(_layers(act, depth - 1, sw2, l2c, inv_n, first))
+    if not np.all(np.isfinite(traj)):
+        raise ValueError(
+            "the order parameters diverged (use a bounded activation or a smaller sigma_w2)"
+        )
+    Ms, qs = traj[:, 0], traj[:, 1]
     r = Ms / qs * n if n is not None else np.full(depth, np.nan)
     return {"M": Ms, "q": qs, "r": r, "overlap": readout_overlap(Ms, qs)}
 
@@ -330,6 +332,9 @@ def detectability_limit(phi: PhiLike, sigma_w2, c) -> dict:
     the stable fixed point of the length map :math:`q = \sigma_w^2\mathbb{E}\phi(\sqrt q z)^2`
     (:func:`mftlib.q_star` with :math:`\sigma_b^2 = 0`; for homogeneous activations, linear and
     relu, :math:`\rho` does not depend on ``q``). The limit is :math:`\lambda^2 = c/\rho(q^*)`.
+    This closed form is the fast path: :math:`\kappa` is the eigenvalue of the signal direction
+    of the linearisation (:func:`mftlib.dynamics.linearise`) of :func:`layer_map` at
+    :math:`(M \to 0, q^*)` (tests/test_graph.py).
 
     Returns:
         dict with ``q_star``, ``rho``, ``lam2`` and ``epsilon`` (the limit: detectable for
@@ -433,26 +438,40 @@ def spectral_order_parameters(phi: PhiLike, sigma_w2, c, epsilon, depth: int) ->
     p = sbm_parameters(c, epsilon)
     depth = V.positive_int("depth", depth)
     sm = spectral_measure(p["lam"] / math.sqrt(float(c)))
-    x2, sw2 = sm["x"] ** 2, float(sigma_w2)
-    f, fa = np.ones_like(x2), 1.0
-    beta2, nu = 0.0, 1.0  # x^0 ~ N(0, I): white, no linear part
-    qs, rs = [], []
-    for _ in range(depth):
+    traj = _spectral_layers(
+        act, depth, float(sigma_w2), sm["x"] ** 2, float(sm["atom_x"]) ** 2, sm["w_sc"]
+    )
+    f, fa = np.asarray(traj[1:, :-3]), np.asarray(traj[1:, -3])
+    qs = f @ sm["w_sc"]
+    if not np.all(np.isfinite(qs) & (qs > 0)):
+        raise ValueError(
+            "the order parameters diverged or vanished (use a bounded "
+            "activation or a sigma_w2 nearer 1)"
+        )
+    rs = (f @ sm["w_v"] + sm["atom_w"] * fa) / qs - 1.0
+    return {"q": qs, "r": rs}
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _spectral_layers(act: Activation, depth: int, sw2, x2, atom_x2, w_sc):
+    """The state ``(f_t(x) at the nodes, f_t(atom), beta_t^2, nu_t)`` for t = 0..depth, iterated
+    by :func:`mftlib.dynamics.iterate` (one row per layer)."""
+    z, w = jnp.asarray(_GH_Z), jnp.asarray(_GH_W)
+
+    def F(s):
+        f, fa, beta2, nu = s[:-3], s[-3], s[-2], s[-1]
         f = sw2 * x2 * (beta2 * f + nu)
-        fa = sw2 * sm["atom_x"] ** 2 * (beta2 * fa + nu)
-        q = float(sm["w_sc"] @ f)
-        if not (math.isfinite(q) and q > 0):
-            raise ValueError(
-                "the order parameters diverged or vanished (use a bounded "
-                "activation or a sigma_w2 nearer 1)"
-            )
-        qs.append(q)
-        rs.append((float(sm["w_v"] @ f) + sm["atom_w"] * fa) / q - 1.0)
+        fa = sw2 * atom_x2 * (beta2 * fa + nu)
+        q = w_sc @ f
         # Gauss-Hermite (61 nodes; phi odd and smooth here); Stein: E phi' = E[z phi]/sqrt(q)
-        fz = np.asarray(act.fn(jnp.asarray(math.sqrt(q) * _GH_Z)))
-        beta2 = float(_GH_W @ (_GH_Z * fz)) ** 2 / q
-        nu = max(float(_GH_W @ fz**2) - beta2 * q, 0.0)
-    return {"q": np.array(qs), "r": np.array(rs)}
+        fz = act.fn(jnp.sqrt(q) * z)
+        beta2 = (w @ (z * fz)) ** 2 / q
+        nu = jnp.maximum(w @ fz**2 - beta2 * q, 0.0)
+        return jnp.concatenate([f, jnp.stack([fa, beta2, nu])])
+
+    # x^0 ~ N(0, I): white, no linear part (f_0 = 1, beta_0 = 0, nu_0 = 1).
+    s0 = jnp.concatenate([jnp.ones_like(x2), jnp.array([1.0, 0.0, 1.0])])
+    return dynamics.iterate(F, s0, depth)
 
 
 def spectral_overlap(c, epsilon) -> float:

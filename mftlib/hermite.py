@@ -29,11 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation
 from mftlib.gaussian import QuadratureRule, nodes_and_weights
-
-ensure_x64()
 
 Array = jax.Array
 

@@ -65,10 +65,7 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import dense, dynamics, gaussian
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 
@@ -115,7 +112,7 @@ def vanilla_map(phi, sigma_w2, sigma_u2, sigma_b2, Sigma, R) -> Array:
 
 
 def _vanilla_map(act: Activation, sw, su, sb, S, R):
-    return dense._covariance_map(act, sw, 0.0, S) + su * R + sb
+    return sw * act.moment_matrix(S) + su * R + sb
 
 
 _vanilla_map_jit = jax.jit(_vanilla_map, static_argnums=0)
@@ -164,16 +161,7 @@ def vanilla_trajectory(phi, sigma_w2, sigma_u2, sigma_b2, Sigma0, Rs) -> Array:
 
 @partial(jax.jit, static_argnums=0)
 def _vanilla_traj(act, sw, su, sb, S0, Rs):
-    return _scan(lambda S, R: _vanilla_map(act, sw, su, sb, S, R), S0, Rs)
-
-
-def _scan(F, S0, Rs):
-    def step(S, R):
-        S = F(S, R)
-        return S, S
-
-    _, traj = jax.lax.scan(step, S0, Rs)
-    return jnp.concatenate([S0[None], traj], axis=0)
+    return dynamics.iterate_driven(lambda S, R: _vanilla_map(act, sw, su, sb, S, R), S0, Rs)
 
 
 # --- gates ----------------------------------------------------------------------------------------
@@ -228,7 +216,7 @@ def minimal_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_b, Q0, Rs) -> Array:
 
 @jax.jit
 def _minimal_traj(p, Q0, Rs):
-    return _scan(lambda Q, R: _minimal_map(*p, Q, R), Q0, Rs)
+    return dynamics.iterate_driven(lambda Q, R: _minimal_map(*p, Q, R), Q0, Rs)
 
 
 def _sig_sq(mu, q):
@@ -254,7 +242,12 @@ def _minimal_quantities(sw, su, sb, mu, r):
     Q = jnp.where(r > 0, root.value, 0.0)
     q = sw * Q + su * r + sb
     chi_c = _sig_sq(mu, q) + sw * _dsig_sq(mu, q) * (Q + r)
-    return _fixed_point_result(chi_c, jax.grad(length)(Q), q_star=Q)
+    return _fixed_point_result(chi_c, _slope(length, Q), q_star=Q)
+
+
+def _slope(F, x):
+    """dF/dx of a scalar map at x (:func:`mftlib.dynamics.linearise`)."""
+    return dynamics.linearise(F, x)[0, 0]
 
 
 def _fixed_point_result(chi_c, chi_q, **stars) -> dict:
@@ -336,7 +329,7 @@ def _gru_map(sw, su, sb, mu_u, mu_r, Q, R):
     Gu, Hu = _gate_products(mu_u, E)
     Gr, _ = _gate_products(mu_r, E)
     Et = sw * Gr * Q + su * R + sb
-    K = dense._covariance_map(_TANH, 1.0, 0.0, Et)
+    K = _TANH.moment_matrix(Et)
     return Gu * Q + Hu * K
 
 
@@ -355,7 +348,7 @@ def gru_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q0, Rs) -> Array:
 
 @jax.jit
 def _gru_traj(p, Q0, Rs):
-    return _scan(lambda Q, R: _gru_map(*p, Q, R), Q0, Rs)
+    return dynamics.iterate_driven(lambda Q, R: _gru_map(*p, Q, R), Q0, Rs)
 
 
 @jax.jit
@@ -377,7 +370,7 @@ def _gru_quantities(sw, su, sb, mu_u, mu_r, r):
         + sw * _dsig_sq(mu_u, q) * (Q + _TANH.mean_square(qt))
         + _omsig_sq(mu_u, q) * _TANH.mean_square_derivative(qt) * d_tilde
     )
-    return _fixed_point_result(chi_c, jax.grad(length)(Q), q_star=Q)
+    return _fixed_point_result(chi_c, _slope(length, Q), q_star=Q)
 
 
 def gru_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r: float = 1.0) -> dict:
@@ -454,8 +447,8 @@ def _lstm_map(sw, su, sb, mu_f, mu_i, mu_o, C, Q, R):
     Gf, _ = _gate_products(mu_f, E)
     Gi, _ = _gate_products(mu_i, E)
     Go, _ = _gate_products(mu_o, E)
-    C_new = Gf * C + Gi * dense._covariance_map(_TANH, 1.0, 0.0, E)
-    return C_new, Go * dense._covariance_map(_TANH, 1.0, 0.0, C_new)
+    C_new = Gf * C + Gi * _TANH.moment_matrix(E)
+    return C_new, Go * _TANH.moment_matrix(C_new)
 
 
 _lstm_map_jit = jax.jit(_lstm_map)
@@ -478,7 +471,7 @@ def lstm_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C0, Q0, Rs):
 
 @jax.jit
 def _lstm_traj(p, CQ0, Rs):
-    return _scan(lambda CQ, R: jnp.stack(_lstm_map(*p, CQ[0], CQ[1], R)), CQ0, Rs)
+    return dynamics.iterate_driven(lambda CQ, R: jnp.stack(_lstm_map(*p, CQ[0], CQ[1], R)), CQ0, Rs)
 
 
 @jax.jit
@@ -512,7 +505,8 @@ def _lstm_quantities(sw, su, sb, mu_f, mu_i, mu_o, r):
     to = _sig_sq(mu_o, q) * _TANH.mean_square_derivative(C)  # dQ'/dC'
     J = jnp.array([[a, b], [to * a, sw * _dsig_sq(mu_o, q) * _TANH.mean_square(C) + to * b]])
     chi_c = jnp.max(jnp.linalg.eigvals(J).real)
-    chi_q = jnp.max(jnp.abs(jnp.linalg.eigvals(jax.jacfwd(length)(jnp.stack([C, Q])))))
+    lam, _ = dynamics.depth_scales_at(length, jnp.stack([C, Q]))  # sorted by modulus
+    chi_q = jnp.abs(lam[0])
     return _fixed_point_result(chi_c, chi_q, c_star=C, q_star=Q)
 
 
@@ -597,20 +591,3 @@ def correlation(traj: Array) -> Array:
     trajectory."""
     traj = jnp.asarray(traj)
     return traj[:, 0, 1] / jnp.sqrt(traj[:, 0, 0] * traj[:, 1, 1])
-
-
-def fit_timescale(t, one_minus_c, floor: float = 1e-12) -> float:
-    r"""Time scale :math:`\xi` from a least-squares fit of
-    :math:`\log(1 - c_t) = a - t/\xi` (points with ``1 - c <= floor`` are dropped).
-
-    Returns ``inf`` for a non-decaying sequence (slope >= 0).
-    """
-    t = np.asarray(t, np.float64)
-    y = np.asarray(one_minus_c, np.float64)
-    if t.shape != y.shape or t.ndim != 1:
-        raise ValueError(f"t and one_minus_c must be 1-D of equal length, got {t.shape}, {y.shape}")
-    keep = np.isfinite(y) & (y > floor)
-    if keep.sum() < 2:
-        raise ValueError("need at least two points with 1 - c above the floor to fit a time scale")
-    slope = np.polyfit(t[keep], np.log(y[keep]), 1)[0]
-    return float(-1.0 / slope) if slope < 0 else float("inf")

@@ -43,10 +43,7 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import gaussian
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 WEIGHTS = ("gaussian", "orthogonal")

@@ -18,7 +18,14 @@ compiled ``lax.scan`` over steps, so a grid of hyperparameters costs one program
 Every network sees the same sequence of minibatches (sampled with replacement from ``key``).
 
 This is the experiment of Schoenholz et al. (2017, Sec. 6): train random networks from their
-initialisation and ask which (:math:`\sigma_w^2`, depth) are trainable.
+initialisation and ask which (:math:`\sigma_w^2`, depth) are trainable; the trainable region is
+fitted by :func:`mftlib.fitting.depth_multiple`.
+
+Every training loop of the library is :func:`optimize` (one ``lax.scan`` of optax updates, with
+minibatches or full batch, a custom loss, optional gradient clipping, and the loss at every step):
+:func:`train` and :func:`train_models` for classifiers of any architecture, and the
+architecture-specific trainers :func:`mftlib.networks.recurrent.train_memory`,
+:func:`mftlib.networks.graph.train_gnn` and :func:`mftlib.networks.ntk.train_gd` build on it.
 """
 
 from __future__ import annotations
@@ -32,11 +39,9 @@ import numpy as np
 import optax
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-from mftlib.networks import _check_key, _draw_layer, init_dense
-
-ensure_x64()
+from mftlib.networks import init_dense
+from mftlib.networks.dense import draw_layer
 
 Array = jax.Array
 
@@ -71,7 +76,7 @@ def _unit_params(
         bs = jnp.stack([b for _, b in hidden])
     else:
         Ws, bs = jnp.zeros((0, width, width)), jnp.zeros((0, width))
-    Wout, bout = _draw_layer(key, depth, 1.0, 1.0, fan_in=width, fan_out=n_out)
+    Wout, bout = draw_layer(key, depth, 1.0, 1.0, fan_in=width, fan_out=n_out)
     p = MLP(layers[0][0], layers[0][1], Ws, bs, Wout, bout)
     return jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
 
@@ -231,7 +236,7 @@ def _train(
     n_record,
     dtype,
 ) -> dict:
-    key = _check_key(key)
+    key = V.key(key)
     act = activation(phi)
     sw = np.atleast_1d(np.asarray(V.variance("sigma_w2", sigma_w2, positive=True), np.float64))
     if sw.ndim != 1:
@@ -341,8 +346,71 @@ def _check_data(data):
     return x_tr, y_tr, x_te, y_te
 
 
+def optimize(
+    loss_fn,
+    params,
+    batches=None,
+    *,
+    steps: int | None = None,
+    optimizer="sgd",
+    learning_rate=1e-3,
+    clip: float | None = None,
+):
+    r"""Minimise ``loss_fn`` from ``params`` by an optax optimizer: one ``lax.scan`` over steps.
+
+    This is the one optimisation loop of the library: :func:`train`, :func:`train_depths`,
+    :func:`train_models`, :func:`mftlib.networks.recurrent.train_memory`,
+    :func:`mftlib.networks.graph.train_gnn` and :func:`mftlib.networks.ntk.train_gd` all run it.
+    Step :math:`t` evaluates the loss and its gradient at the current parameters
+    (``jax.value_and_grad``), optionally clips every gradient entry to ``[-clip, clip]``, and
+    applies the optimizer's update. It is traceable (only shapes are checked): callers
+    ``jax.vmap`` it over a stack of models and ``jax.jit`` the result.
+
+    Args:
+        loss_fn: ``loss_fn(params, *batch) -> scalar``, or ``loss_fn(params) -> scalar`` for
+            full-batch steps (``batches=None``).
+        params: the initial parameters, any pytree.
+        batches: a tuple of arrays sharing a leading step axis (step ``t`` passes the ``t``-th
+            slice of each to ``loss_fn``), or ``None`` for ``steps`` full-batch steps.
+        steps: the number of steps when ``batches`` is ``None`` (>= 0).
+        optimizer: 'sgd' (plain gradient descent: :math:`p \leftarrow p - \eta\,g`),
+            'momentum' (0.9), 'rmsprop', 'adam', or any ``optax.GradientTransformation``.
+        learning_rate: the step size :math:`\eta` of a named optimizer (may be traced).
+        clip: clip each gradient entry to ``[-clip, clip]`` before the optimizer (``None``: no
+            clipping).
+
+    Returns:
+        ``(params, losses)``: the parameters after the last step and the loss before each step,
+        shape ``(steps,)``.
+    """
+    opt = _optimizer(optimizer, learning_rate)
+    if clip is not None:
+        opt = optax.chain(optax.clip(clip), opt)
+    if batches is None:
+        if steps is None:
+            raise ValueError("steps must be given for full-batch optimisation (batches=None)")
+        steps = V.nonneg_int("steps", steps)
+    else:
+        if steps is not None:
+            raise ValueError("give either batches or steps: the step count is the batches' length")
+        batches = tuple(batches)
+        lengths = {jnp.shape(b)[0] if jnp.ndim(b) else None for b in batches}
+        if len(lengths) != 1 or None in lengths:
+            raise ValueError(f"batches need one common leading (step) axis, got lengths {lengths}")
+    grad_fn = jax.value_and_grad(loss_fn)
+
+    def step(carry, batch):
+        p, state = carry
+        value, g = grad_fn(p) if batch is None else grad_fn(p, *batch)
+        updates, state = opt.update(g, state, p)
+        return (optax.apply_updates(p, updates), state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), batches, length=steps)
+    return params, losses
+
+
 def _fit_one(apply_fn, opt, loss_kind: str, n_record: int):
-    """One model's optimisation as a ``lax.scan`` over minibatches (vmapped by the callers)."""
+    """One classifier's training by :func:`optimize` on minibatches (vmapped by the callers)."""
 
     def loss(p, x, y):
         z = apply_fn(p, x)
@@ -356,15 +424,7 @@ def _fit_one(apply_fn, opt, loss_kind: str, n_record: int):
         return jnp.mean(ok.astype(jnp.float64))
 
     def run_one(p, batches_x, batches_y, x_tr, y_tr, x_te, y_te):
-        state = opt.init(p)
-
-        def step(carry, batch):
-            p, state = carry
-            value, g = jax.value_and_grad(loss)(p, *batch)
-            updates, state = opt.update(g, state, p)
-            return (optax.apply_updates(p, updates), state), value
-
-        (p, _), values = jax.lax.scan(step, (p, state), (batches_x, batches_y))
+        p, values = optimize(loss, p, (batches_x, batches_y), optimizer=opt)
         return {
             "train_accuracy": accuracy(p, x_tr, y_tr),
             "test_accuracy": accuracy(p, x_te, y_te),
@@ -413,7 +473,7 @@ def train_models(
         ``test_accuracy`` (a model with non-finite outputs counts as wrong), ``initial_loss``,
         ``loss_history`` ``(M, n_record)``.
     """
-    key = _check_key(key)
+    key = V.key(key)
     if not callable(apply_fn):
         raise TypeError(f"apply_fn must be callable, got {type(apply_fn).__name__}")
     leaves = jax.tree_util.tree_leaves(params)
@@ -443,42 +503,3 @@ def train_models(
     run = jax.jit(jax.vmap(run_one, in_axes=(0,) + (None,) * 6))
     out = run(params, x_tr[idx], y_tr[idx], x_tr, y_tr, x_te, y_te)
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
-
-
-def fit_depth_multiple(
-    accuracy, depths, xi, threshold: float, k_grid=None
-) -> tuple[float, np.ndarray]:
-    r"""Fit the trainable region by :math:`L < k\,\xi`: the :math:`k` that misclassifies least.
-
-    A cell (depth :math:`L_j`, hyperparameter :math:`i`) counts as trainable when
-    ``accuracy[j, i] > threshold``. For every :math:`k` on ``k_grid`` (default 0.5 to 20 in steps
-    of 0.05) the prediction "trainable iff :math:`L_j < k\,\xi_i`" is compared with the
-    observation; :math:`k` is the middle of the range of grid values with the fewest disagreements
-    (Schoenholz et al. 2017 report :math:`k \approx 6` for :math:`\xi = \xi_c`).
-
-    Args:
-        accuracy: array ``(len(depths), len(xi))``.
-        depths: the depths :math:`L_j`; xi: the depth scale at each hyperparameter (``inf``
-            allowed: always trainable by the prediction).
-        threshold: accuracy above which a network counts as trained.
-
-    Returns:
-        ``(k, errors)``: the fitted multiple and the number of disagreements for every grid value.
-    """
-    acc = np.asarray(V.matrix("accuracy", accuracy), np.float64)
-    depths = np.asarray(depths, np.float64)
-    xi = np.asarray(xi, np.float64)
-    if acc.shape != (depths.size, xi.size):
-        raise ValueError(
-            f"accuracy must have shape (len(depths), len(xi)) = {(depths.size, xi.size)}, "
-            f"got {acc.shape}"
-        )
-    if np.any(np.isnan(xi)) or np.any(xi <= 0):
-        raise ValueError("xi must be positive (inf allowed), without NaN")
-    V.real("threshold", threshold)
-    k_grid = np.arange(0.5, 20.0001, 0.05) if k_grid is None else np.asarray(k_grid, np.float64)
-    trained = acc > threshold
-    predicted = depths[None, :, None] < k_grid[:, None, None] * xi[None, None, :]
-    errors = np.sum(predicted != trained[None], axis=(1, 2))
-    best = np.flatnonzero(errors == errors.min())
-    return float(0.5 * (k_grid[best[0]] + k_grid[best[-1]])), errors

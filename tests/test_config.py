@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -58,3 +62,13 @@ def test_importing_mftlib_enables_float64():
     assert jnp.asarray(1.0).dtype == jnp.float64
     _config.ensure_x64()  # idempotent
     assert jax.config.read("jax_enable_x64")
+
+
+def test_float64_is_on_after_importing_any_submodule_alone():
+    """ensure_x64 runs once, in mftlib/__init__.py, which any ``import mftlib.x`` runs first."""
+    code = "import mftlib.dense, jax.numpy as jnp; print(jnp.ones(1).dtype)"
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.strip() == "float64"

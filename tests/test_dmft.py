@@ -26,6 +26,7 @@ def _runs(g: float) -> tuple[np.ndarray, ...]:
     return tuple(dmft.simulate(jax.random.key(s), N, g, T_MAX) for s in range(2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g", [1.5, 2.0, 3.0])
 def test_delta0_against_simulation(g):
     # Tolerance 10 %: measured over 4 seeds (N = 1000, T = 200), the per-seed Delta0 scatters by
@@ -45,6 +46,7 @@ def test_autocorrelation_shape_against_simulation():
     np.testing.assert_allclose(sim / sim[0], theory / theory[0], atol=0.05)
 
 
+@pytest.mark.slow
 def test_lyapunov_against_simulation():
     # Benettin exponent of N = 1000 networks at g = 2: measured 0.109 +- 0.009 (std over 3 seeds)
     # against the theory 0.1125. Tolerance 20 %: two seeds have a standard error of ~6 %, and the
@@ -78,6 +80,7 @@ def test_onset_scaling():
     np.testing.assert_allclose(shape, 1 / np.cosh(1e-2 * tau / np.sqrt(3)), atol=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g", [1.3, 3.0])
 def test_energy_conservation_and_equation_of_motion(g):
     d0 = dmft.scs_delta0(g)

@@ -15,6 +15,7 @@ import pytest
 
 import mftlib as mft
 from mftlib import dropout as dr
+from mftlib import fitting
 from mftlib import networks as nw
 
 KEY = jax.random.PRNGKey(7)
@@ -87,6 +88,7 @@ def test_sweep_matches_scalar():
         assert _f(out["xi_c"][i]) == pytest.approx(_f(dr.depth_scales("tanh", sw, SB, 0.9)[1]))
 
 
+@pytest.mark.slow
 def test_dropout_simulation_matches_theory():
     """q^l and c^l of width-1000 dropout networks, started at q*, against (q*, c*)."""
     sw, rho, width, seeds = 2.0, 0.9, 1000, 4
@@ -102,6 +104,7 @@ def test_dropout_simulation_matches_theory():
         assert abs(values.mean() - target) < 5 * se + 0.01 * abs(target) + 0.005
 
 
+@pytest.mark.slow
 def test_rho_one_simulation_is_dense_network():
     x = nw.make_inputs(KEY, 2, 16, 1.0)
     a = dr.preactivation_moments(KEY, x, "tanh", 1.5, SB, 1.0, 64, 3, 2)["kernel"]
@@ -109,6 +112,7 @@ def test_rho_one_simulation_is_dense_network():
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sw", "rho", "rel"),
     [(1.0, 1.0, 0.08), (1.3, 0.95, 0.15)],
@@ -121,6 +125,7 @@ def test_xi_c_from_correlation_decay(sw, rho, rel):
     assert abs(xi.mean() - out["xi_c"]) < 4 * se + rel * out["xi_c"]
 
 
+@pytest.mark.slow
 def test_gradient_norms_grow_as_chi1():
     """||delta^l||^2 of random dense networks changes by chi_1 per layer (Schoenholz Sec. 5)."""
     depth, width, seeds = 20, 500, 4
@@ -128,20 +133,9 @@ def test_gradient_norms_grow_as_chi1():
         qs, chi = _f(mft.q_star("tanh", sw, SB)), _f(mft.chi1("tanh", sw, SB))
         x = nw.make_inputs(KEY, 2, 32, (qs - SB) / sw)
         norms = np.asarray(nw.gradient_norms(KEY, x, "tanh", sw, SB, width, depth, seeds))
-        logn = np.log(norms.mean(axis=2))  # (seeds, depth+1)
-        slopes = np.polyfit(np.arange(depth + 1), logn.T, 1)[0]
-        se = slopes.std(ddof=1) / math.sqrt(seeds)
-        # ||delta^l||^2 = chi_1^(L - l) ||delta^L||^2: slope -log(chi_1) in l.
-        assert abs(slopes.mean() + math.log(chi)) < 5 * se + 0.02
-
-
-def test_fit_depth_scale_recovers_exponential():
-    layers = np.arange(40)
-    d = 0.7 * np.exp(-layers / 6.5)
-    assert dr.fit_depth_scale(d) == pytest.approx(6.5, rel=5e-3)
-    assert dr.fit_depth_scale(d, log=True) == pytest.approx(6.5, rel=1e-10)
-    both = np.stack([d, -0.2 * np.exp(-layers / 3.0)])
-    np.testing.assert_allclose(dr.fit_depth_scale(both), [6.5, 3.0], rtol=5e-3)
+        # ||delta^l||^2 = chi_1^(L - l) ||delta^L||^2: slope -log(chi_1) in l (mean over seeds).
+        slope, se = fitting.exponential_rate(norms.mean(axis=2), seeds=True)[:2]
+        assert abs(slope + math.log(chi)) < 5 * se + 0.02
 
 
 @pytest.mark.parametrize("rho", [0.0, -0.1, 1.5, float("nan")])
@@ -159,10 +153,6 @@ def test_bad_inputs():
         dr.q_star("tanhh", 1.5, SB, 0.9)
     with pytest.raises(ValueError, match="sweep"):
         dr.quantities("tanh", [1.0, 2.0], SB, 0.9)
-    with pytest.raises(ValueError, match="layers"):
-        dr.fit_depth_scale(np.ones(5), layers=np.arange(4))
-    with pytest.raises(ValueError, match="at least 3"):
-        dr.fit_depth_scale(np.ones(2))
     with pytest.raises(ValueError, match="n_inputs"):
         dr.correlation_decay(KEY, "tanh", 1.5, SB, 0.9, n_inputs=1)
     x = nw.make_inputs(KEY, 2, 8, 1.0)

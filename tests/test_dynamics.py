@@ -35,6 +35,25 @@ def test_iterate_affine_scalar():
     np.testing.assert_allclose(traj, 2 * (1 - 0.5 ** np.arange(6)), rtol=0, atol=1e-15)
 
 
+def test_iterate_driven_feeds_one_input_per_step():
+    # x_{t+1} = 0.5 x_t + u_t with inputs u_t = t; a tuple of inputs is a pytree scanned together.
+    us = jnp.arange(4.0)
+    traj = dynamics.iterate_driven(lambda x, u: 0.5 * x + u, 1.0, us)
+    ref = [1.0]
+    for u in range(4):
+        ref.append(0.5 * ref[-1] + u)
+    assert traj.shape == (5,) and traj.dtype == jnp.float64
+    np.testing.assert_allclose(traj, ref, rtol=1e-15)
+    both = dynamics.iterate_driven(lambda x, u: u[0] * x + u[1], 1.0, (0.5 * jnp.ones(4), us))
+    np.testing.assert_allclose(both, traj, rtol=1e-15)
+    # Constant inputs: the same trajectory as iterate.
+    np.testing.assert_allclose(
+        dynamics.iterate_driven(lambda x, u: 0.5 * x + u, 0.0, jnp.ones(5)),
+        iterate(lambda x: 0.5 * x + 1.0, 0.0, 5),
+        rtol=1e-15,
+    )
+
+
 def test_iterate_matrix_state_and_zero_depth():
     A = jnp.array([[0.5, 0.1], [0.0, 0.9]])
     x0 = jnp.array([[1.0, 2.0], [3.0, 4.0]])

@@ -156,6 +156,7 @@ def _rates(length):
     return np.log(length[..., -1] / length[..., 0]) / DEPTH
 
 
+@pytest.mark.slow
 def test_chaotic_length_grows_as_theory(sims):
     th, sim = sims[CHAOTIC]
     theory_rate = 0.5 * math.log(float(mft.chi1("tanh", CHAOTIC, SB2)))

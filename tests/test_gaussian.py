@@ -93,7 +93,7 @@ def test_expect1_against_adaptive_quadrature(name):
 
 
 def test_expect1_gauss_hermite_comparison():
-    """Why expect1 does not use a fixed Gauss-Hermite rule (DESIGN.md, `gaussian`).
+    """Why expect1 does not use a fixed Gauss-Hermite rule (ARCHITECTURE.md, fast paths).
 
     25 Gauss-Hermite nodes integrate E[tanh(10 z)^2] with an error of ~0.17 (the rule cannot resolve
     tanh's transition of width 1/sqrt(q) = 0.1 in z between its nodes); expect1 is correct to 1e-8.

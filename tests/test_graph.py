@@ -3,12 +3,14 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy import integrate
 
-from mftlib import graph
+from mftlib import dynamics, graph
+from mftlib.activations import activation
 from mftlib.networks import graph as gnn
 
 
@@ -72,6 +74,28 @@ def test_detectability_limit():
     assert ks > limits[0] > limits[1] > limits[2]  # saturation lowers rho
 
 
+@pytest.mark.parametrize("phi, sw2", [("tanh", 1.5), ("tanh", 3.0), ("erf", 2.0)])
+def test_detectability_limit_is_where_the_linearised_map_has_multiplier_one(phi, sw2):
+    """The closed form kappa = (lam^2/c) rho(q*) (fast path) against the generic computation: at
+    the limit the linearisation (dynamics.linearise) of the layer map (M, q) -> (M', q') at the
+    fixed point (M -> 0, q*) has the eigenvalue 1 (signal ratio) next to the length map's slope."""
+    c = 8.0
+    lim = graph.detectability_limit(phi, sw2, c)
+    l2c = graph.sbm_parameters(c, lim["epsilon"])["lam"] ** 2 / c
+    act = activation(phi)
+
+    def F(x):  # n = infinity; M = 1e-12 stands for M -> 0 (d sqrt(M)/dM is singular at 0)
+        return jnp.stack(graph._layer(act, sw2, l2c, 0.0, x[0], x[1]))
+
+    x_star = jnp.array([1e-12, lim["q_star"]])
+    assert float(F(x_star)[1]) == pytest.approx(lim["q_star"], rel=1e-6)  # 61-node GH rule
+    lam = np.sort(np.linalg.eigvals(dynamics.linearise(F, x_star)).real)
+    chi_q = sw2 * float(act.mean_square_slope(lim["q_star"]))
+    # The map integrates with a 61-node Gauss-Hermite rule, the closed form adaptively.
+    assert lam[1] == pytest.approx(1.0, rel=1e-6)
+    assert lam[0] == pytest.approx(chi_q, rel=1e-5)
+
+
 def test_layer_map_linear_closed_form():
     # linear phi: M' = sw2 lam^2/c (M + q/n), q' = sw2 (M + q)
     p = graph.sbm_parameters(8.0, 0.3)
@@ -116,6 +140,7 @@ def test_forward_shapes_centring_and_determinism():
     np.testing.assert_array_equal(np.asarray(hs), np.asarray(hs2))
 
 
+@pytest.mark.slow
 def test_theory_vs_simulation_order_parameters():
     # Layer 1 is exact in expectation for both reductions: r_1 = lam^2/c. The estimate of r from
     # D = 256 features scatters by about sqrt(4/D)(1 + 1/r) ~ 17 % per run at layer 1 (x^0 and W

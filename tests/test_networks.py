@@ -214,6 +214,7 @@ def autodiff_deltas(params, seed_key, x):
     return jax.vmap(jax.grad(readout), in_axes=(None, 0))(eps, x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("width", WIDTHS)
 def test_gradient_norms_match_autodiff(width):
     """||delta^l||^2 equals |d(v.h^L)/dh^l|^2 by jax.grad on the same network and readout."""
@@ -226,6 +227,7 @@ def test_gradient_norms_match_autodiff(width):
         np.testing.assert_allclose(g[s], norms, rtol=1e-11)
 
 
+@pytest.mark.slow
 def test_gradient_ratio_is_chi1():
     """At the fixed point, ||delta^l||^2 / ||delta^{l+1}||^2 -> chi_1 = sw2 E[tanh'(sqrt(q*) z)^2].
 

@@ -113,6 +113,7 @@ def test_ntk_is_symmetric_psd_and_dominates_nngp(sw, sb, depth, phi):
     assert np.linalg.eigvalsh(t - k).min() > -1e-9 * np.abs(t).max()
 
 
+@pytest.mark.slow
 def test_empirical_ntk_converges_to_theory():
     x = X[:4]
     _, theta = ntk.nngp_and_ntk(x, None, "erf", 1.5, 0.1, depth=2)
@@ -135,6 +136,7 @@ def test_empirical_ntk_is_gram_of_jacobian():
     assert np.allclose(t, t.T) and np.linalg.eigvalsh(t).min() > -1e-10
 
 
+@pytest.mark.slow
 def test_sample_outputs_covariance_matches_nngp():
     x = X[:2]
     f = ntk_nets.sample_outputs(jax.random.PRNGKey(3), x, "erf", 1.5, 0.1, 2, 256, 2000)

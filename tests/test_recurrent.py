@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mftlib as mft
-from mftlib import dense, dynamics, recurrent
+from mftlib import dense, dynamics, fitting, recurrent
 from mftlib.networks import recurrent as rnn
 
 KEY = jax.random.PRNGKey(0)
@@ -67,6 +67,36 @@ def test_gru_chi_closed_form_against_finite_differences():
     np.testing.assert_allclose(fp["chi_c"], fd, rtol=1e-6)
 
 
+@pytest.mark.parametrize("sw, sb", [(1.3, 0.01), (3.0, 0.01)])
+def test_vanilla_chi_is_the_linearisation_of_the_map(sw, sb):
+    """chi_c (dense.phase_diagram at the effective bias) and chi_q against the eigenvalues of
+    dynamics.linearise of vanilla_map at its fixed point, ordered (c* = 1) and chaotic."""
+    su, r = 0.1, 2.0
+    fp = recurrent.vanilla_fixed_point("tanh", sw, su, sb, r=r)
+    q, c = float(fp["q_star"]), float(fp["c_star"])
+    S = q * jnp.array([[1.0, c], [c, 1.0]])
+    R = r * jnp.ones((2, 2))
+    act = mft.activation("tanh")
+    F = lambda S: recurrent._vanilla_map(act, *map(jnp.float64, (sw, su, sb)), S, R)  # noqa: E731
+    np.testing.assert_allclose(F(S), S, rtol=1e-11)
+    lam = np.sort(np.linalg.eigvals(dynamics.linearise(F, S, symmetric=True)).real)
+    chi_q = np.exp(-1.0 / float(fp["xi_q"]))
+    np.testing.assert_allclose(lam, np.sort([float(fp["chi_c"]), chi_q, chi_q]), rtol=1e-9)
+
+
+def test_gru_chi_is_the_linearisation_of_the_map():
+    """The GRU's closed forms chi_c (Price's theorem) and chi_q against the eigenvalues of
+    dynamics.linearise of gru_map at Q* 11^T (through the 2-D quadrature's custom JVP)."""
+    p = (1.7, 0.3, 0.05, 1.0, -0.5)
+    fp = recurrent.gru_fixed_point(*p, r=1.0)
+    Q, ones = float(fp["q_star"]), jnp.ones((2, 2))
+    F = lambda S: recurrent._gru_map(*map(jnp.float64, p), S, ones)  # noqa: E731
+    J = jax.jit(lambda x: dynamics.linearise(F, x, symmetric=True))(Q * ones)
+    lam = np.sort(np.linalg.eigvals(J).real)
+    ref = np.sort([float(fp["chi_c"]), float(fp["chi_q"]), float(fp["chi_q"])])
+    np.testing.assert_allclose(lam, ref, rtol=1e-9)
+
+
 def test_gate_bias_lengthens_memory_monotonically_towards_one():
     out = recurrent.minimal_timescales([0.5, 2.0], np.linspace(-2, 8, 21), 0.1, 0.0)
     chi = np.asarray(out["chi_c"])
@@ -88,7 +118,6 @@ def test_trajectories_start_at_initial_state_and_perturbation_relaxes():
     # Linear regime: the ratio of successive 1 - c tends to chi_c.
     chi = float(recurrent.minimal_fixed_point(1.0, 0.1, 0.0, 2.0)["chi_c"])
     assert (1 - c[-1]) / (1 - c[-2]) == pytest.approx(chi, rel=1e-3)
-    assert recurrent.fit_timescale(np.arange(10), np.exp(-np.arange(10) / 3.0)) == pytest.approx(3)
 
 
 # --- theory against simulation --------------------------------------------------------------------
@@ -98,9 +127,10 @@ def _fitted(cell, q0, **hyper):
     L, t = 40, np.arange(1, 41)
     Q = rnn.perturbation_covariances(KEY, cell, 256, L, 4, q0=q0, **hyper)
     y = 1 - np.asarray(jax.vmap(recurrent.correlation)(Q))
-    return np.array([recurrent.fit_timescale(t[4:], yy[4:], floor=1e-11) for yy in y])
+    return fitting.exponential_scale(y, t, window=(t[4], None), floor=1e-11).value
 
 
+@pytest.mark.slow
 def test_simulated_vanilla_and_minimal_memory_times_match_theory():
     # Width 256, 4 seeds: the seed-to-seed spread of the fitted xi is ~5% at these points
     # (finite-N fluctuations of the per-step slope, O(1/sqrt(N)) per step, averaged over the fit
@@ -138,6 +168,7 @@ def test_init_variances_and_orthogonal_weights():
     np.testing.assert_allclose(W @ W.T, 1.2 * np.eye(64), atol=1e-10)
 
 
+@pytest.mark.slow
 def test_memory_task_and_a_tiny_training_run():
     xs, y = rnn.memory_task(KEY, 8, 10, 3, 4)
     assert xs.shape == (10, 8, 4)
@@ -188,7 +219,7 @@ def test_lstm_fixed_point_is_fixed_and_chi_is_the_slope_of_the_map():
         )
         return jnp.array([Cn[0, 1], Qn[0, 1]])
 
-    J = jax.jit(jax.jacfwd(off))(jnp.array([C, Q]))
+    J = jax.jit(lambda x: dynamics.linearise(off, x))(jnp.array([C, Q]))
     np.testing.assert_allclose(np.max(np.linalg.eigvals(J).real), fp["chi_c"], rtol=1e-9)
     np.testing.assert_allclose(fp["xi_c"], -1.0 / np.log(float(fp["chi_c"])), rtol=1e-12)
 
@@ -213,6 +244,7 @@ def test_lstm_forget_bias_lengthens_memory_and_trajectory_relaxes_at_chi():
     assert y[-1] / y[-2] == pytest.approx(float(fp["chi_c"]), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_simulated_lstm_memory_time_matches_theory_with_fresh_weights():
     # Width 128, 4 seeds, fresh recurrent weights each step (the network whose gates the
     # mean field decouples exactly; the Gaussian closure of the cell state is the remaining
@@ -226,7 +258,7 @@ def test_simulated_lstm_memory_time_matches_theory_with_fresh_weights():
             q0=float(fp["q_star"]), c0=float(fp["c_star"]), annealed=True,
         )  # fmt: skip
         y = 1 - np.asarray(jax.vmap(recurrent.correlation)(Q))
-        xi = [recurrent.fit_timescale(t[4:], yy[4:], floor=1e-11) for yy in y]
+        xi = fitting.exponential_scale(y, t, window=(t[4], None), floor=1e-11).value
         assert np.mean(xi) == pytest.approx(float(fp["xi_c"]), rel=0.1)
         # The hidden state's variance sits at Q* (finite-N error O(1/sqrt(N)) ~ 10%).
         assert float(Q[:, -1, 0, 0].mean()) == pytest.approx(float(fp["q_star"]), rel=0.15)
@@ -263,8 +295,6 @@ def test_bad_inputs_raise_clear_errors():
         recurrent.vanilla_fixed_point("tanhh", 1.0, 0.1, 0.0)
     with pytest.raises(ValueError, match="t0"):
         recurrent.perturbation_inputs(1.0, 5, 5)
-    with pytest.raises(ValueError, match="two points"):
-        recurrent.fit_timescale([0, 1, 2], [1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="cell"):
         rnn.init(KEY, "lstmm", 4, 4, 1.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="d == n"):

@@ -17,6 +17,8 @@ import pytest
 import mftlib as mft
 from mftlib import networks
 
+pytestmark = pytest.mark.slow  # every test here simulates width-1000 networks
+
 WIDTH, DEPTH, SEEDS, D_IN = 1000, 12, 6, 400
 Z, BIAS = 5.0, 3.0
 

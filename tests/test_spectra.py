@@ -97,6 +97,7 @@ def test_tanh_moments_against_sampled(weights):
     assert np.all(np.abs(mean - summ["moments"]) < tol), (mean, summ["moments"], tol)
 
 
+@pytest.mark.slow
 def test_linear_gaussian_variance_grows_linearly_sampled():
     var = []
     for L in (2, 4, 8):

@@ -15,6 +15,7 @@ DATA = datasets.digits()
 SMALL = dict(n_seeds=2, steps=40, batch_size=16, learning_rate=0.05, n_record=4)
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_accuracy_beats_chance():
     out = training.train(KEY, DATA, "tanh", [1.0, 1.5], 0.05, 32, 2, **SMALL)
     hist = out["loss_history"]
@@ -48,6 +49,7 @@ def _reference(seed_key, sw, sb, width, depth, steps, batch_size, lr, key):
     return float(np.mean(np.asarray(jnp.argmax(logits, -1) == y)))
 
 
+@pytest.mark.slow
 def test_vmap_over_seeds_and_sigma_w2_equals_a_loop():
     sw, width, depth, steps = [0.8, 2.0], 16, 3, 12
     kw = dict(n_seeds=2, steps=steps, batch_size=8, learning_rate=0.05, n_record=1)
@@ -62,6 +64,7 @@ def test_vmap_over_seeds_and_sigma_w2_equals_a_loop():
         np.testing.assert_allclose(single["loss_history"][0], out["loss_history"][i], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_train_depths_stacks_and_float32_runs():
     out = training.train_depths(
         KEY, DATA, "tanh", [1.5], 0.05, 8, [1, 2], dtype=jnp.float32, optimizer="adam", **SMALL
@@ -69,17 +72,6 @@ def test_train_depths_stacks_and_float32_runs():
     assert out["train_accuracy"].shape == (2, 1, 2)
     mse = training.train(KEY, DATA, "erf", 1.5, 0.0, 8, 1, loss="mse", optimizer="rmsprop", **SMALL)
     assert np.all(np.isfinite(mse["loss_history"]))
-
-
-def test_fit_depth_multiple():
-    depths = np.array([2, 4, 8, 16, 32])
-    xi = np.array([1.0, 3.0, np.inf, 2.0])
-    acc = np.where(depths[:, None] < 6 * xi[None, :], 0.95, 0.1)
-    k, errors = training.fit_depth_multiple(acc, depths, xi, 0.5)
-    assert errors.min() == 0
-    assert 16 / 3 < k * 1.0001 and k <= 8.0  # any k in (16/3, 8] separates these cells
-    with pytest.raises(ValueError, match="shape"):
-        training.fit_depth_multiple(acc[:, :2], depths, xi, 0.5)
 
 
 def test_bad_inputs():
@@ -108,6 +100,56 @@ def test_bad_inputs():
         training.train_depths(KEY, DATA, "tanh", 1.0, 0.05, 8, 3)
 
 
+# --- the one loop: optimize ---
+
+A = np.array([[2.0, 0.5], [0.1, 1.0], [0.3, -0.4]])
+B = np.array([1.0, -1.0, 0.5])
+
+
+def _quadratic(p):
+    return 0.5 * jnp.sum((jnp.asarray(A) @ p - jnp.asarray(B)) ** 2)
+
+
+def test_optimize_full_batch_sgd_is_gradient_descent_and_vmaps():
+    p0 = jnp.array([[0.0, 0.0], [1.0, -2.0]])  # two models
+    run = jax.vmap(
+        lambda p: training.optimize(_quadratic, p, steps=5, optimizer="sgd", learning_rate=0.1)
+    )
+    p, losses = run(p0)
+    assert losses.shape == (2, 5)
+    for m in range(2):
+        q, ref = np.asarray(p0[m]), []
+        for _ in range(5):  # p <- p - eta A^T (A p - b), the loss recorded before each step
+            ref.append(0.5 * np.sum((A @ q - B) ** 2))
+            q = q - 0.1 * A.T @ (A @ q - B)
+        np.testing.assert_allclose(p[m], q, rtol=1e-13)
+        np.testing.assert_allclose(losses[m], ref, rtol=1e-13)
+
+
+def test_optimize_minibatches_and_clipping():
+    # loss(p, x) = p . x has gradient x; clipped to [-1, 1] and scaled by -eta by plain SGD.
+    xs = jnp.array([[3.0, -0.5], [-2.0, 0.25]])
+    p, losses = training.optimize(
+        lambda p, x: jnp.sum(p * x), jnp.ones(2), (xs,), learning_rate=0.5, clip=1.0
+    )
+    np.testing.assert_allclose(p, [1.0, 1.125], rtol=1e-15)
+    np.testing.assert_allclose(losses, [2.5, -0.6875], rtol=1e-15)
+
+
+def test_optimize_rejects_bad_step_specifications():
+    xs = jnp.ones((3, 2))
+    with pytest.raises(ValueError, match="steps"):
+        training.optimize(_quadratic, jnp.zeros(2))
+    with pytest.raises(ValueError, match="steps"):
+        training.optimize(lambda p, x: jnp.sum(p * x), jnp.zeros(2), (xs,), steps=3)
+    with pytest.raises(ValueError, match="leading"):
+        training.optimize(lambda p, x, y: jnp.sum(p * x), jnp.zeros(2), (xs, xs[:2]))
+    with pytest.raises(ValueError, match="optimizer"):
+        training.optimize(_quadratic, jnp.zeros(2), steps=1, optimizer="lbfgs")
+    with pytest.raises(ValueError, match="steps"):
+        training.optimize(_quadratic, jnp.zeros(2), steps=-1)
+
+
 # --- the generic loop: train_models ---
 
 
@@ -120,6 +162,7 @@ def _linear_apply(p, x):
     return x @ p["W"].T + p["b"]
 
 
+@pytest.mark.slow
 def test_train_models_learns_a_separable_task():
     data = datasets.digits()
     params = _linear_models(jax.random.PRNGKey(0), 3, data.x_train.shape[1], data.n_classes)
@@ -140,6 +183,7 @@ def test_train_models_learns_a_separable_task():
     assert np.all(out["loss_history"][:, -1] < out["initial_loss"])
 
 
+@pytest.mark.slow
 def test_train_models_matches_train_for_the_same_network():
     # The MLP trainer and the generic one must agree on one network with the same minibatches.
     data = datasets.digits()

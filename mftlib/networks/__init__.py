@@ -11,7 +11,7 @@ public names are re-exported here; other architectures' finite networks go in
 ``from mftlib.networks import recurrent as rnn``.
 """
 
-from mftlib.networks.batchnorm import batch_norm, fit_rate
+from mftlib.networks.batchnorm import batch_norm
 from mftlib.networks.batchnorm import simulate as simulate_batchnorm
 from mftlib.networks.conv import (
     circular_conv,
@@ -23,12 +23,7 @@ from mftlib.networks.conv import (
     spatial_covariance,
     stack_layers,
 )
-from mftlib.networks.dense import (  # noqa: F401  (private helpers shared with dropout/training)
-    _check_common,
-    _check_key,
-    _correlation,
-    _draw_layer,
-    _sample_layer,
+from mftlib.networks.dense import (
     forward,
     gradient_norms,
     init_dense,
@@ -61,7 +56,6 @@ __all__ = [
     "spatial_covariance",
     "stack_layers",
     "batch_norm",
-    "fit_rate",
     "simulate_batchnorm",
     "init_resnet_classifier",
     "resnet_classifier",

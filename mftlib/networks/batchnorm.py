@@ -16,11 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-from mftlib.networks.dense import _check_key
-
-ensure_x64()
 
 Array = jax.Array
 
@@ -98,7 +94,7 @@ def simulate(
         :math:`N^{-1} \sum_i x^l_{ai} x^l_{bi}` of layers ``1..depth`` (the post-activations,
         whose mean-field value times :math:`\sigma_w^2` is the map's :math:`\Sigma`).
     """
-    key = _check_key(key)
+    key = V.key(key)
     act = activation(phi)
     x = np.asarray(V.matrix("x", x), np.float64)
     if x.shape[0] < 2:
@@ -112,26 +108,6 @@ def simulate(
     return {"grad_norms": np.asarray(norms), "batch_cov": np.asarray(covs)}
 
 
-def fit_rate(grad_norms, skip: int = 5) -> tuple[float, float]:
-    r"""Per-layer growth factor of squared gradient norms, fitted from the input side.
-
-    Fits :math:`\log\lVert\nabla_{x^l}\rVert^2 = a - l \log\lambda` over layers ``skip`` to
-    ``depth - skip`` for each seed (the ends are transients: the forward pass has not reached
-    its fixed point near the input, the readout is special near the output).
-
-    Returns:
-        ``(mean, standard error)`` of :math:`\lambda` over seeds.
-    """
-    g = np.asarray(V.matrix("grad_norms", grad_norms), np.float64)
-    layers = np.arange(g.shape[1])
-    sel = slice(skip, g.shape[1] - skip)
-    if layers[sel].size < 3:
-        raise ValueError(f"need at least 3 layers between the skipped ends, depth {g.shape[1] - 1}")
-    rates = np.array([np.exp(-np.polyfit(layers[sel], np.log(row[sel]), 1)[0]) for row in g])
-    se = rates.std(ddof=1) / np.sqrt(len(rates)) if len(rates) > 1 else 0.0
-    return float(rates.mean()), float(se)
-
-
 def init_classifier(key, in_dim: int, width: int, depth: int, n_out: int, n_models: int) -> dict:
     r"""Unit-scaled weights of ``n_models`` BN classifiers, stacked (for ``train_models``).
 
@@ -139,7 +115,7 @@ def init_classifier(key, in_dim: int, width: int, depth: int, n_out: int, n_mode
     :func:`simulate`, with :math:`\sigma_w^2 = 1`: batch norm makes the scale irrelevant) and a
     dense readout with bias. Model ``m`` uses ``jax.random.split(key, n_models)[m]``.
     """
-    key = _check_key(key)
+    key = V.key(key)
     in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
     depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
 

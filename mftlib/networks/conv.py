@@ -25,10 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 INITS = ("gaussian", "delta_orthogonal")

@@ -42,10 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 Params = list[tuple[Array, Array]]
@@ -94,17 +91,6 @@ def _check_x(x, in_dim: int | None = None, name: str = "x") -> Array:
     return jnp.asarray(x, dtype=jnp.float64)
 
 
-def _check_key(key) -> Array:
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise TypeError(f"key must be a single PRNG key, got an array of shape {key.shape}")
-        return key
-    arr = jnp.asarray(key) if isinstance(key, (jax.Array, np.ndarray)) else None
-    if arr is None or arr.dtype != jnp.uint32 or arr.shape != (2,):
-        raise TypeError("key must be a JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey)")
-    return arr
-
-
 def _check_params(params: Params) -> tuple[tuple[Array, Array], ...]:
     if not isinstance(params, (list, tuple)) or len(params) == 0:
         raise TypeError("params must be a non-empty list of (W, b) pairs, as from init_dense")
@@ -126,10 +112,17 @@ def _check_params(params: Params) -> tuple[tuple[Array, Array], ...]:
     return tuple((jnp.asarray(W), jnp.asarray(b)) for W, b in params)
 
 
-def _check_common(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
+def check_simulation_args(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
+    """Validate the arguments shared by the simulations (:func:`preactivation_moments`,
+    :func:`gradient_norms`, :func:`mftlib.dropout.preactivation_moments`).
+
+    Returns ``(key, x, act, sw2, sb2, widths, depth, n_seeds)``: the key, the inputs as float64,
+    the :class:`~mftlib.activations.Activation`, the variances per layer (``(depth+1,)`` numpy
+    arrays), the ``depth+1`` widths, and the two ints. Raises with the parameter's name.
+    """
     depth = _validate.nonneg_int("depth", depth)
     return (
-        _check_key(key),
+        _validate.key(key),
         _check_x(x),
         activation(phi),
         _check_variance(sigma_w2, depth, "sigma_w2"),
@@ -143,8 +136,9 @@ def _check_common(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
 # --- sampling and the forward pass ---------------------------------------------------------------
 
 
-def _sample_layer(layer_key, fan_in: int, fan_out: int, sw2, sb2) -> tuple[Array, Array]:
-    """W ~ N(0, sw2 / fan_in) of shape (fan_out, fan_in) and b ~ N(0, sb2) of shape (fan_out,).
+def sample_layer(layer_key, fan_in: int, fan_out: int, sw2, sb2) -> tuple[Array, Array]:
+    """W ~ N(0, sw2 / fan_in) of shape (fan_out, fan_in) and b ~ N(0, sb2) of shape (fan_out,),
+    drawn from ``layer_key`` (unchecked, traceable: the draw every simulation here shares).
 
     One normal draw of shape (fan_out, fan_in + 1), b its last column: each random-number call
     site costs ~0.3 s of XLA compilation on CPU, so the fewer the better.
@@ -154,8 +148,10 @@ def _sample_layer(layer_key, fan_in: int, fan_out: int, sw2, sb2) -> tuple[Array
 
 
 @partial(jax.jit, static_argnames=("fan_in", "fan_out"))
-def _draw_layer(key, layer, sw2, sb2, *, fan_in: int, fan_out: int) -> tuple[Array, Array]:
-    return _sample_layer(jax.random.fold_in(key, layer), fan_in, fan_out, sw2, sb2)
+def draw_layer(key, layer, sw2, sb2, *, fan_in: int, fan_out: int) -> tuple[Array, Array]:
+    """Layer ``layer`` of the network drawn from ``key``: :func:`sample_layer` with the key
+    ``jax.random.fold_in(key, layer)``, as :func:`init_dense` draws it (unchecked, jitted)."""
+    return sample_layer(jax.random.fold_in(key, layer), fan_in, fan_out, sw2, sb2)
 
 
 def init_dense(
@@ -179,7 +175,7 @@ def init_dense(
     Returns:
         ``[(W^0, b^0), ..., (W^depth, b^depth)]``, float64, W as ``(fan_out, fan_in)``.
     """
-    key = _check_key(key)
+    key = _validate.key(key)
     in_dim = _validate.positive_int("in_dim", in_dim)
     depth = _validate.nonneg_int("depth", depth)
     widths = _check_widths(widths, depth, "widths")
@@ -189,7 +185,7 @@ def init_dense(
     # One jitted draw per layer: compiled once per layer shape, and no unrolled program whose
     # temporaries XLA would keep for every layer at once.
     return [
-        _draw_layer(key, i, sw2[i], sb2[i], fan_in=fan_ins[i], fan_out=widths[i])
+        draw_layer(key, i, sw2[i], sb2[i], fan_in=fan_ins[i], fan_out=widths[i])
         for i in range(depth + 1)
     ]
 
@@ -266,7 +262,7 @@ def _forward_step(seed_keys, h, layer, sw2, sb2, *, act: Activation | None, fan_
 
     def one(args):
         key, h_prev = args
-        W, b = _sample_layer(jax.random.fold_in(key, layer), h_prev.shape[-1], fan_out, sw2, sb2)
+        W, b = sample_layer(jax.random.fold_in(key, layer), h_prev.shape[-1], fan_out, sw2, sb2)
         h_new = (h_prev if act is None else act.fn(h_prev)) @ W.T + b
         return h_new, h_new @ h_new.T / fan_out  # q_ab = N^{-1} sum_i h_i(x_a) h_i(x_b)
 
@@ -297,7 +293,7 @@ def _backward_step(seed_keys, delta, h_prev, layer, sw2, *, act: Activation):
 
     def one(args):
         key, d, hp = args
-        W, _ = _sample_layer(jax.random.fold_in(key, layer), hp.shape[-1], d.shape[-1], sw2, 0.0)
+        W, _ = sample_layer(jax.random.fold_in(key, layer), hp.shape[-1], d.shape[-1], sw2, 0.0)
         d_new = act.derivative(hp) * (d @ W)
         return d_new, jnp.sum(d_new**2, axis=-1)
 
@@ -315,8 +311,9 @@ def _readout(seed_keys, *, n_out: int, n_inputs: int) -> Array:
     return jax.lax.map(one, seed_keys)
 
 
-def _correlation(kernel: Array) -> Array:
-    """c_ab = q_ab / sqrt(q_aa q_bb); 0 off the diagonal (1 on it) where a variance vanishes."""
+def kernel_correlation(kernel: Array) -> Array:
+    """Correlations c_ab = q_ab / sqrt(q_aa q_bb) of a kernel ``(..., n, n)``; 0 off the diagonal
+    (1 on it) where a variance vanishes (unchecked, traceable)."""
     q = jnp.diagonal(kernel, axis1=-2, axis2=-1)
     denom = jnp.sqrt(q[..., :, None] * q[..., None, :])
     c = jnp.where(denom > 0, kernel / jnp.where(denom > 0, denom, 1.0), 0.0)
@@ -361,13 +358,13 @@ def preactivation_moments(
         ``(n_seeds, depth+1, n)`` (its diagonal) and ``c`` ``(n_seeds, depth+1, n, n)`` (where a
         variance is exactly 0 the correlation is undefined and reported as 0, 1 on the diagonal).
     """
-    key, x, act, sw2, sb2, widths, depth, n_seeds = _check_common(
+    key, x, act, sw2, sb2, widths, depth, n_seeds = check_simulation_args(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
     kernel, _ = _simulate(jax.random.split(key, n_seeds), x, act, sw2, sb2, widths, False)
     return {
         "q": jnp.diagonal(kernel, axis1=-2, axis2=-1),
-        "c": _correlation(kernel),
+        "c": kernel_correlation(kernel),
         "kernel": kernel,
     }
 
@@ -408,7 +405,7 @@ def gradient_norms(
     Returns:
         Array ``(n_seeds, depth+1, n_inputs)``: :math:`\|\delta^l\|^2` summed over the units.
     """
-    key, x, act, sw2, sb2, widths, depth, n_seeds = _check_common(
+    key, x, act, sw2, sb2, widths, depth, n_seeds = check_simulation_args(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
     seed_keys = jax.random.split(key, n_seeds)
@@ -437,7 +434,7 @@ def make_inputs(key: Array, n: int, d: int, q0: float, c0: float | None = None) 
     Returns:
         Array ``(n, d)``, float64.
     """
-    key = _check_key(key)
+    key = _validate.key(key)
     n = _validate.positive_int("n", n)
     d = _validate.positive_int("d", d)
     if np.ndim(q0) != 0:

@@ -30,11 +30,7 @@ import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-from mftlib.networks.dense import _check_key
-
-ensure_x64()
 
 Array = jax.Array
 PhiLike = str | Activation
@@ -98,7 +94,7 @@ def forward(
         c: the normalising degree; default the graph's mean degree.
         center: subtract the mean over nodes after each aggregation.
     """
-    key = _check_key(key)
+    key = V.key(key)
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2, positive=True)
     depth, width = V.positive_int("depth", depth), V.positive_int("width", width)
@@ -173,7 +169,9 @@ def simulate(
 
 @partial(jax.jit, static_argnames=("act", "depth", "width", "steps"))
 def _train(key, a, y, mask, *, act: Activation, sw2, c, depth: int, width: int, steps: int, lr):
-    import optax
+    import optax  # local imports: optax is optional for mftlib.networks, training imports it
+
+    from mftlib.training import optimize
 
     n = a.shape[0]
     x0 = jax.random.normal(jax.random.fold_in(key, 0), (n, width))
@@ -198,15 +196,7 @@ def _train(key, a, y, mask, *, act: Activation, sw2, c, depth: int, width: int, 
         per_node = optax.sigmoid_binary_cross_entropy(z, (y + 1) / 2)
         return jnp.sum(per_node * mask) / jnp.sum(mask)
 
-    opt = optax.adam(lr)
-
-    def update(carry, _):
-        p, s = carry
-        g = jax.grad(loss)(p)
-        upd, s = opt.update(g, s, p)
-        return (optax.apply_updates(p, upd), s), None
-
-    (params, _), _ = jax.lax.scan(update, (params, opt.init(params)), None, length=steps)
+    params, _ = optimize(loss, params, steps=steps, optimizer="adam", learning_rate=lr)
     return jnp.sign(logits(params))
 
 
@@ -229,7 +219,7 @@ def train_gnn(
     Returns:
         the predicted labels (:math:`\pm 1`) of all nodes, ``(n,)``.
     """
-    key = _check_key(key)
+    key = V.key(key)
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2, positive=True)
     depth, width = V.positive_int("depth", depth), V.positive_int("width", width)

@@ -17,11 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-from mftlib.networks.dense import _check_key
-
-ensure_x64()
 
 Array = jax.Array
 Params = list[tuple[Array, Array]]
@@ -32,7 +28,7 @@ def init_ntk(key, in_dim: int, width: int, depth: int, n_out: int = 1) -> Params
 
     Layer ``l`` uses ``jax.random.fold_in(key, l)``; weights are ``(fan_out, fan_in)``.
     """
-    key = _check_key(key)
+    key = V.key(key)
     in_dim = V.positive_int("in_dim", in_dim)
     width = V.positive_int("width", width)
     depth = V.nonneg_int("depth", depth)
@@ -58,7 +54,7 @@ def sample_outputs(key, x, phi, sigma_w2, sigma_b2, depth: int, width: int, n_ne
     act = _check(phi, sigma_w2, sigma_b2, x)
     depth = V.nonneg_int("depth", depth)
     width = V.positive_int("width", width)
-    keys = jax.random.split(_check_key(key), V.positive_int("n_networks", n_networks))
+    keys = jax.random.split(V.key(key), V.positive_int("n_networks", n_networks))
     sizes = (np.shape(x)[1],) + (width,) * depth + (1,)
     return np.asarray(
         _sample(keys, jnp.asarray(x, jnp.float64), act, float(sigma_w2), float(sigma_b2), sizes)
@@ -130,7 +126,8 @@ def train_gd(
     r"""Full-batch gradient descent on :math:`\tfrac12\sum_i \lVert f(x_i) - y_i\rVert^2`.
 
     Trains ``n_seeds`` networks (keys ``jax.random.split(key, n_seeds)``) for ``steps`` steps of
-    size ``learning_rate``: the discrete version of :math:`\dot f = -\eta\,\Theta\,(f - y)`, whose
+    size ``learning_rate`` (plain gradient descent by :func:`mftlib.training.optimize`, vmapped
+    over the seeds): the discrete version of :math:`\dot f = -\eta\,\Theta\,(f - y)`, whose
     infinite-width solution is :func:`mftlib.gp.ntk_mean`.
 
     Returns:
@@ -146,7 +143,7 @@ def train_gd(
     V.real("learning_rate", learning_rate, lo=0.0, lo_open=True)
     steps = V.nonneg_int("steps", steps)
     n_seeds = V.positive_int("n_seeds", n_seeds)
-    keys = jax.random.split(_check_key(key), n_seeds)
+    keys = jax.random.split(V.key(key), n_seeds)
     d, n_out = np.shape(x_train)[1], y_train.shape[1]
     params = [init_ntk(k, d, width, depth, n_out) for k in keys]
     stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *params)
@@ -166,18 +163,15 @@ def train_gd(
 
 @partial(jax.jit, static_argnums=(4, 8))
 def _train_gd(params, x, y, x_test, act, sw2, sb2, lr, steps):
+    from mftlib.training import optimize  # local import: mftlib.training imports networks
+
     def loss(p):
         return 0.5 * jnp.sum((apply_ntk(p, x, act.fn, sw2, sb2) - y) ** 2)
 
     def one(p):
         f0 = apply_ntk(p, x_test, act.fn, sw2, sb2)
         f0_train = apply_ntk(p, x, act.fn, sw2, sb2)
-
-        def step(p, _):
-            g = jax.grad(loss)(p)
-            return jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g), None
-
-        p, _ = jax.lax.scan(step, p, None, length=steps)
+        p, _ = optimize(loss, p, steps=steps, optimizer="sgd", learning_rate=lr)
         return {
             "test_outputs": apply_ntk(p, x_test, act.fn, sw2, sb2),
             "initial_test_outputs": f0,

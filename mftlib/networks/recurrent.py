@@ -20,8 +20,8 @@ elsewhere). Weights are tied over time.
 
 Also here: the two-sequence perturbation experiment behind the memory time scale
 (:func:`perturbation_covariances`), state-to-state Jacobians (:func:`state_jacobian`), and a
-small long-memory task with its training loop on optax (:func:`memory_task`,
-:func:`train_memory`).
+small long-memory task and its training (:func:`memory_task`, :func:`train_memory`, on the loop
+of :func:`mftlib.training.optimize`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,7 @@ import numpy as np
 import optax
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
 from mftlib.activations import activation
-from mftlib.networks.dense import _check_key
-
-ensure_x64()
 
 Array = jax.Array
 CELLS = ("vanilla", "minimal", "gru", "lstm")
@@ -365,9 +361,9 @@ def train_memory(
     phi="tanh",
 ) -> dict:
     r"""Train ``M`` classifiers (``params`` leaves with leading axis ``M``) on
-    :func:`memory_task` with their own ``delays`` (length ``M``), by Adam, all together
-    (``jax.vmap`` of one ``lax.scan`` over steps; a fresh minibatch every step, the same for all
-    models up to the position of the token).
+    :func:`memory_task` with their own ``delays`` (length ``M``), by Adam on gradients clipped
+    to ``[-1, 1]``, all together (``jax.vmap`` of :func:`mftlib.training.optimize`; a fresh
+    minibatch every step, the same for all models up to the position of the token).
 
     Returns dict of numpy arrays: ``test_accuracy`` ``(M,)`` on ``n_test`` fresh sequences and
     ``final_loss`` ``(M,)`` (mean of the last 10% of steps).
@@ -382,7 +378,7 @@ def train_memory(
     run_all = _memory_trainer(cell, length, d, steps, batch_size, float(learning_rate), n_test, phi)
     # The random inputs are drawn once, outside the compiled loop, and shared by all models (the
     # token is placed per model): no random-number kernels in the compiled program.
-    k1, k2, k3, k4 = jax.random.split(_check_key(key), 4)
+    k1, k2, k3, k4 = jax.random.split(V.key(key), 4)
     noise = jax.random.normal(k1, (steps, length, batch_size, d), jnp.float64)
     labels = jax.random.bernoulli(k2, 0.5, (steps, batch_size)).astype(jnp.int32)
     test_noise = jax.random.normal(k3, (length, n_test, d), jnp.float64)
@@ -393,25 +389,18 @@ def train_memory(
 
 @lru_cache(maxsize=16)
 def _memory_trainer(cell, length, d, steps, batch_size, learning_rate, n_test, phi):
-    """The compiled, vmapped training program (cached: one compilation per cell and sizes)."""
-    opt = optax.adam(learning_rate)
-
-    def loss(p, xs, y):
-        z = classifier_logits(cell, p, xs, phi)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, y))
+    """The compiled, vmapped training program (cached: one compilation per cell and sizes):
+    :func:`mftlib.training.optimize` by Adam on gradients clipped to [-1, 1]."""
+    from mftlib.training import optimize  # local import: mftlib.training imports networks
 
     def one(p, delay, noise, labels, test_noise, test_labels):
-        state = opt.init(p)
+        def loss(p, xs, y):
+            z = classifier_logits(cell, p, place_token(xs, y, delay), phi)
+            return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, y))
 
-        def body(carry, batch):
-            p, state = carry
-            xs, y = batch
-            value, g = jax.value_and_grad(loss)(p, place_token(xs, y, delay), y)
-            g = jax.tree_util.tree_map(lambda a: jnp.clip(a, -1.0, 1.0), g)
-            upd, state = opt.update(g, state, p)
-            return (optax.apply_updates(p, upd), state), value
-
-        (p, _), values = jax.lax.scan(body, (p, state), (noise, labels))
+        p, values = optimize(
+            loss, p, (noise, labels), optimizer="adam", learning_rate=learning_rate, clip=1.0
+        )
         z = classifier_logits(cell, p, place_token(test_noise, test_labels, delay), phi)
         acc = jnp.mean((jnp.argmax(z, -1) == test_labels) & jnp.all(jnp.isfinite(z), -1))
         return acc, jnp.mean(values[-max(1, steps // 10) :])

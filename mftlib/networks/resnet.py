@@ -16,11 +16,7 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import resnet
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-from mftlib.networks.dense import _check_key
-
-ensure_x64()
 
 Array = jax.Array
 
@@ -124,13 +120,13 @@ def simulate(
         of :math:`W^l` for one input, :math:`|\partial E/\partial h^l|^2 |x^{l-1}|^2/(M_l N)`
         averaged over the inputs (compare :func:`mftlib.resnet.weight_gradients`).
     """
-    key = _check_key(key)
+    key = V.key(key)
     x = np.asarray(V.matrix("x", x), np.float64)
     n = x.shape[1]
     depth = V.positive_int("depth", depth)
     # The variances are checked and broadcast to one per block exactly as the theory's are.
-    act, variances = resnet._check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    sv, sa, sw, sb = resnet._per_layer(depth, *variances)
+    act, variances = resnet.check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    sv, sa, sw, sb = resnet.per_layer_variances(depth, *variances)
     reduced = sigma_w2 is None
     if reduced and hidden_widths is not None:
         raise ValueError("hidden_widths needs the full net (the reduced net has no W)")
@@ -163,7 +159,7 @@ def init_classifier(
     and a dense readout. ``sigma_v2`` may be an array of length ``n_models`` (one value per model)
     or of shape ``(n_models, depth)`` (layer-dependent variances, one schedule per model).
     """
-    key = _check_key(key)
+    key = V.key(key)
     in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
     depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
     n_models = V.positive_int("n_models", n_models)
