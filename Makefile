@@ -1,7 +1,9 @@
 # Build, test and benchmark the book and mftlib.  GNU make.
 #
 #   make book       set up .venv (once) and build the site into _build/html
-#   make test       run the mftlib test suite
+#   make test       run the fast mftlib tests (under 3 minutes cold on two cores)
+#   make test-slow  run the slow tests: finite networks simulated and trained (CI runs both)
+#   make test-all   both
 #   make test-site  load every built page in headless Chromium and check what a reader sees
 #   make notebooks  regenerate chapters/*.ipynb from the MyST sources (make book does it too)
 #   make bench   run the timing benchmarks against their budgets
@@ -18,7 +20,7 @@ STAMP := $(VENV)/.installed
 export JAX_PLATFORMS = cpu
 export PYTHONHASHSEED = 0
 
-.PHONY: all venv book test test-site notebooks bench lint format clean
+.PHONY: all venv book test test-slow test-all test-site notebooks bench lint format clean
 
 all: book
 
@@ -41,7 +43,12 @@ book: $(STAMP) notebooks
 	exit $$status
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m slow tests
+
+test-all: test test-slow
 
 notebooks: $(STAMP)
 	$(BIN)/python tools/make_notebooks.py

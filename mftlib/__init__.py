@@ -1,8 +1,13 @@
 """mftlib: mean-field theory of deep neural networks, in JAX.
 
-A mean-field layer is a deterministic map on covariance matrices, Sigma_{l+1} = F(Sigma_l). Each
-architecture supplies its map; :mod:`mftlib.dynamics` finds fixed points, linearises, and turns the
-eigenvalues into depth scales for all of them. Importing mftlib switches JAX to float64.
+A mean-field layer is a deterministic map on covariance matrices, Sigma_{l+1} = F(Sigma_l). The
+composable core: :mod:`~mftlib.layers` (specs ``Dense``, ``Phi``, ``Dropout``, ``Conv``,
+``Residual``, ``GlobalAvgPool``, ``serial``, ``repeat``; each carries its covariance map, with the
+NTK, and its finite random network) and :mod:`~mftlib.core` (``analyse``, ``analyse_grid``,
+``kernels``, ``simulate``, re-exported here). Architectures whose state is not a covariance over
+inputs (batch norm, recurrent cells, graphs, DMFT, spectra) keep their own maps; for all of them
+:mod:`mftlib.dynamics` finds fixed points, linearises, and turns the eigenvalues into depth scales.
+Importing mftlib switches JAX to float64. See ARCHITECTURE.md in the repository.
 
 Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activations`,
 :mod:`~mftlib.hermite` (series for large batches), :mod:`~mftlib.dynamics` (the generic toolbox),
@@ -13,13 +18,20 @@ Modules: :mod:`~mftlib.gaussian` (Gaussian expectations), :mod:`~mftlib.activati
 :mod:`~mftlib.batchnorm` (batch normalisation), :mod:`~mftlib.conv` (convolutions),
 :mod:`~mftlib.spectra` (Jacobian spectra), :mod:`~mftlib.graph` (graph networks on the SBM),
 :mod:`~mftlib.dropout`, :mod:`~mftlib.dmft` (the random recurrent net of Sompolinsky et al.),
-:mod:`~mftlib.expressivity` (manifolds through deep nets) and :mod:`~mftlib.networks` (finite
-random networks for simulation). Three modules are imported on their own, to keep
+:mod:`~mftlib.expressivity` (manifolds through deep nets), :mod:`~mftlib.networks` (finite
+random networks for simulation) and :mod:`~mftlib.fitting` (depth scales, exponents and rates
+measured in them, with standard errors). Three modules are imported on their own, to keep
 ``import mftlib`` light: ``from mftlib import plotting, datasets, training`` (matplotlib,
 scikit-learn, optax).
 """
 
-from mftlib import (
+# float64 is switched on here, once, before any submodule runs: importing ``mftlib.x`` runs this
+# package ``__init__`` first, so every mftlib module computes in float64 (mftlib._config).
+from mftlib._config import by_scale, ensure_x64, scale
+
+ensure_x64()
+
+from mftlib import (  # noqa: E402
     activations,
     batchnorm,
     conv,
@@ -28,20 +40,30 @@ from mftlib import (
     dropout,
     dynamics,
     expressivity,
+    fitting,
     gaussian,
     gp,
     graph,
     hermite,
+    layers,
     networks,
     ntk,
     recurrent,
     resnet,
     spectra,
 )
-from mftlib._config import by_scale, ensure_x64, scale
-from mftlib.activations import Activation, activation, known_activations
-from mftlib.batchnorm import bn_fixed_point, bn_gradient_rate
-from mftlib.dense import (
+from mftlib.activations import Activation, activation, known_activations  # noqa: E402
+from mftlib.batchnorm import bn_fixed_point, bn_gradient_rate  # noqa: E402
+from mftlib.core import (  # noqa: E402
+    Kernels,
+    MeanField,
+    Simulation,
+    analyse,
+    analyse_grid,
+    kernels,
+    simulate,
+)
+from mftlib.dense import (  # noqa: E402
     c_star,
     chi1,
     correlation_map,
@@ -55,15 +77,21 @@ from mftlib.dense import (
     phase_diagram,
     q_star,
 )
-from mftlib.dmft import scs_autocorrelation, scs_delta0, scs_lyapunov
-from mftlib.ntk import nngp_and_ntk, ntk_kernel
-
-ensure_x64()
+from mftlib.dmft import scs_autocorrelation, scs_delta0, scs_lyapunov  # noqa: E402
+from mftlib.ntk import nngp_and_ntk, ntk_kernel  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "Kernels",
+    "MeanField",
+    "Simulation",
+    "analyse",
+    "analyse_grid",
+    "kernels",
+    "layers",
+    "simulate",
     "activations",
     "batchnorm",
     "conv",
@@ -72,6 +100,7 @@ __all__ = [
     "dropout",
     "dynamics",
     "expressivity",
+    "fitting",
     "gaussian",
     "gp",
     "graph",

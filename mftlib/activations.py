@@ -117,6 +117,36 @@ class Activation:
             return self.closed_deriv_pair_moment(q, q, q)
         return gaussian.expect1(lambda u: self.derivative(u) ** 2, q)
 
+    def moment_matrix(self, S: Array) -> Array:
+        r""":math:`\mathbb{E}_{u\sim\mathcal{N}(0,S)}[\phi(u)\phi(u)^\top]` for an ``(n, n)``
+        covariance ``S`` (unchecked, traceable).
+
+        Off-diagonal entries by :meth:`pair_moment`, symmetrised; the diagonal by the 1-D rule
+        :meth:`mean_square`, so that the ``1 x 1`` case is the length map exactly. This is the
+        activation's part of every covariance map in the library (Lee et al. 2018, eq. 4).
+        """
+        d = jnp.diagonal(S)
+        pair = jax.vmap(jax.vmap(self.pair_moment, (None, 0, 0)), (0, None, 0))
+        K = pair(d, d, S)
+        # Quadrature is not exactly symmetric under swapping the two variances (~1e-13):
+        # average the two estimates, so that the result is a covariance to rounding.
+        K = 0.5 * (K + K.T)
+        return K - jnp.diag(jnp.diagonal(K)) + jnp.diag(self.mean_square(d))
+
+    def deriv_moment_matrix(self, S: Array) -> Array:
+        r""":math:`\mathbb{E}_{u\sim\mathcal{N}(0,S)}[\phi'(u)\phi'(u)^\top]` (unchecked,
+        traceable); the diagonal by :meth:`mean_square_derivative`.
+
+        By Price's theorem this is :math:`\partial\,\mathbb{E}[\phi(u_a)\phi(u_b)]/\partial
+        S_{ab}` off the diagonal: the slope of the covariance map along correlations, and the
+        factor by which a layer multiplies the neural tangent kernel (Jacot et al. 2018).
+        """
+        d = jnp.diagonal(S)
+        pair = jax.vmap(jax.vmap(self.deriv_pair_moment, (None, 0, 0)), (0, None, 0))
+        K = pair(d, d, S)
+        K = 0.5 * (K + K.T)
+        return K - jnp.diag(jnp.diagonal(K)) + jnp.diag(self.mean_square_derivative(d))
+
 
 # --- closed forms -------------------------------------------------------------------------------
 

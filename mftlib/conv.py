@@ -39,10 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import dense
-from mftlib._config import ensure_x64
-
-ensure_x64()
+from mftlib import dense, dynamics, layers
+from mftlib.activations import activation
 
 Array = jax.Array
 
@@ -79,18 +77,15 @@ def uniform_filter(filter_size: int, dims: int = 1) -> np.ndarray:
     return np.full((k,) * dims, 1.0 / k**dims)
 
 
-def _offsets(v: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
-    centre = [(k - 1) // 2 for k in v.shape]
-    return [
-        (tuple(int(i) - c for i, c in zip(idx, centre, strict=True)), float(v[idx]))
-        for idx in np.ndindex(v.shape)
-        if v[idx] > 0
-    ]
+def _block(phi, sigma_w2, sigma_b2, v) -> layers.Serial:
+    """One CNN layer as layer specs: ``serial(Phi(phi), Conv(sigma_w2, sigma_b2, v=v))``."""
+    return layers.serial(layers.Phi(phi), layers.Conv(sigma_w2, sigma_b2, v=v))
 
 
 def diagonal_convolution(Sigma, v, spatial_shape) -> Array:
     r""":math:`\mathcal{A}_v(K)_{\alpha\alpha'} = \sum_\beta v_\beta K_{\alpha+\beta,\alpha'+\beta}`
-    (indices modulo the spatial shape: circular padding)."""
+    (indices modulo the spatial shape: circular padding); :func:`mftlib.layers.diagonal_convolution`
+    on one input."""
     shape = _shape(spatial_shape)
     v = _footprint(v, shape)
     P = int(np.prod(shape))
@@ -99,61 +94,42 @@ def diagonal_convolution(Sigma, v, spatial_shape) -> Array:
         raise ValueError(
             f"Sigma must be ({P}, {P}) for spatial_shape {shape}, got {np.shape(Sigma)}"
         )
-    return _diag_conv(jnp.asarray(Sigma, dtype=jnp.float64), _offsets(v), shape)
-
-
-def _diag_conv(S: Array, offsets, shape) -> Array:
-    d = len(shape)
-    K = S.reshape(shape + shape)
-    out = jnp.zeros_like(K)
-    for beta, w in offsets:
-        # K_{a+beta, a'+beta}: roll by -beta on both position axes
-        shift = tuple(-b for b in beta) * 2
-        out = out + w * jnp.roll(K, shift, axis=tuple(range(2 * d)))
-    return out.reshape(S.shape)
+    offsets = layers.Conv(1.0, 0.0, v=v).offsets
+    return layers.diagonal_convolution(jnp.asarray(Sigma, dtype=jnp.float64), offsets, shape)
 
 
 def conv_covariance_map(phi, sigma_w2, sigma_b2, Sigma, v, spatial_shape) -> Array:
     r"""One layer of the CNN covariance map
-    :math:`\Sigma \mapsto \mathcal{A}_v(\mathcal{C}(\Sigma))` (Xiao et al. 2018)."""
+    :math:`\Sigma \mapsto \mathcal{A}_v(\mathcal{C}(\Sigma))` (Xiao et al. 2018): the map of
+    the specs ``serial(Phi(phi), Conv(sigma_w2, sigma_b2, v=v))`` of :mod:`mftlib.layers`."""
     shape = _shape(spatial_shape)
     v = _footprint(v, shape)
-    S = jnp.asarray(dense.covariance_map(phi, sigma_w2, sigma_b2, Sigma))
-    if S.shape != (int(np.prod(shape)),) * 2:
-        raise ValueError(f"Sigma has shape {S.shape}, inconsistent with spatial_shape {shape}")
-    return _diag_conv(S, _offsets(v), shape)
+    V.covariance("Sigma", Sigma)
+    if np.shape(Sigma) != (int(np.prod(shape)),) * 2:
+        raise ValueError(
+            f"Sigma has shape {np.shape(Sigma)}, inconsistent with spatial_shape {shape}"
+        )
+    block = _block(phi, sigma_w2, sigma_b2, v)
+    return block.kernel(jnp.asarray(Sigma, dtype=jnp.float64), None, shape)[0]
 
 
 def conv_covariance_trajectory(phi, sigma_w2, sigma_b2, Sigma0, v, spatial_shape, depth: int):
     """``[Sigma^0, ..., Sigma^depth]`` of the CNN covariance map, shape ``(depth+1, P, P)``
-    (one compiled ``lax.scan``)."""
+    (:func:`mftlib.dynamics.iterate`, one compiled ``lax.scan``)."""
     L = V.nonneg_int("depth", depth)
     shape = _shape(spatial_shape)
     v = _footprint(v, shape)
-    act = dense._params(phi, sigma_w2, sigma_b2)
+    block = _block(phi, sigma_w2, sigma_b2, v)
     V.covariance("Sigma0", Sigma0)
     P = int(np.prod(shape))
     if np.shape(Sigma0) != (P, P):
         raise ValueError(f"Sigma0 must be ({P}, {P}) for spatial_shape {shape}")
-    return _trajectory(
-        act,
-        tuple(_offsets(v)),
-        shape,
-        L,
-        jnp.float64(sigma_w2),
-        jnp.float64(sigma_b2),
-        jnp.asarray(Sigma0, dtype=jnp.float64),
-    )
+    return _trajectory(block, shape, L, jnp.asarray(Sigma0, dtype=jnp.float64))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _trajectory(act, offsets, shape, L, sw, sb, S0):
-    def body(S, _):
-        S = _diag_conv(dense._covariance_map(act, sw, sb, S), offsets, shape)
-        return S, S
-
-    _, Ss = jax.lax.scan(body, S0, None, length=L)
-    return jnp.concatenate([S0[None], Ss])
+@partial(jax.jit, static_argnums=(1, 2))
+def _trajectory(block, shape, L, S0):
+    return dynamics.iterate(lambda S: block.kernel(S, None, shape)[0], S0, L)
 
 
 def fourier_multipliers(v, spatial_shape) -> np.ndarray:
@@ -163,7 +139,7 @@ def fourier_multipliers(v, spatial_shape) -> np.ndarray:
     v = _footprint(v, shape)
     out = np.zeros(shape, dtype=np.complex128)
     freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
-    for beta, w in _offsets(v):
+    for beta, w in layers.Conv(1.0, 0.0, v=v).offsets:
         out += w * np.exp(-2j * np.pi * sum(f * b for f, b in zip(freqs, beta, strict=True)))
     return out
 
@@ -202,17 +178,26 @@ def mode_depth_scales(phi, sigma_w2, sigma_b2, v, spatial_shape) -> dict:
     decay as :math:`\chi_c \hat v(f)` per layer (:math:`\xi = -1/\log|\chi_c\hat v(f)|`, ``inf``
     where the multiplier is 1); the diagonal (per-position variance) modes as
     :math:`\chi_q\hat v(f)`. Arrays of shape ``spatial_shape`` in FFT order.
+
+    This closed form is the fast path: the multipliers are the eigenvalues of the linearisation
+    (:func:`mftlib.dynamics.linearise`) of the full CNN covariance map at its fixed point
+    :math:`\Sigma^* = q^*[(1-c^*)I + c^*\mathbf{1}\mathbf{1}^\top]` (tests/test_conv.py).
     """
     vhat = np.real(fourier_multipliers(v, spatial_shape))
-    xi_q, xi_c = dense.depth_scales(phi, sigma_w2, sigma_b2)
-    chi_c, chi_q = np.exp(-1.0 / float(xi_c)), np.exp(-1.0 / float(xi_q))
+    act = activation(phi)
+    V.variance("sigma_w2", sigma_w2)
+    V.variance("sigma_b2", sigma_b2)
+    sw, sb = jnp.float64(sigma_w2), jnp.float64(sigma_b2)
+    fp = dense.quantities_traced(act, sw, sb)
+    q = jnp.where(fp["diverged"], jnp.nan, fp["q_star"])
+    # The dense slopes at the fixed point: chi_c (Price's theorem, dense.quantities_traced) and
+    # chi_q = dL/dq (the length map's closed-form slope, finite also at q* = 0).
+    chi_c, chi_q = np.float64(fp["chi_c"]), np.float64(sw * act.mean_square_slope(q))
     mc, mq = chi_c * vhat, chi_q * vhat
-    with np.errstate(divide="ignore"):
-        return dict(
-            chi_c=chi_c,
-            chi_q=chi_q,
-            multiplier_c=mc,
-            multiplier_q=mq,
-            xi_c=-1.0 / np.log(np.abs(mc)),
-            xi_q=-1.0 / np.log(np.abs(mq)),
-        )
+
+    def xi(m):
+        return np.where(np.isnan(m), np.nan, np.asarray(dynamics.depth_scale(m)))
+
+    return dict(
+        chi_c=chi_c, chi_q=chi_q, multiplier_c=mc, multiplier_q=mq, xi_c=xi(mc), xi_q=xi(mq)
+    )

@@ -44,10 +44,7 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import dynamics, hermite
-from mftlib._config import ensure_x64
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 _TINY_Q = 1e-14  # where q = 0 is an unstable fixed point, the search for q* starts above it
@@ -76,10 +73,12 @@ def length_map(phi, sigma_w2, sigma_b2, q) -> Array:
     """
     act = _params(phi, sigma_w2, sigma_b2)
     V.variance("q", q)
-    return _length_map(act, _f64(sigma_w2), _f64(sigma_b2), _f64(q))
+    return length_map_traced(act, _f64(sigma_w2), _f64(sigma_b2), _f64(q))
 
 
-def _length_map(act: Activation, sw, sb, q):
+def length_map_traced(act: Activation, sw, sb, q):
+    """:func:`length_map` for an :class:`~mftlib.activations.Activation` and float64 arrays
+    (unchecked, traceable): ``sw * E[phi(sqrt(q) z)^2] + sb``, elementwise."""
     return sw * act.mean_square(q) + sb
 
 
@@ -96,7 +95,7 @@ def correlation_map(phi, sigma_w2, sigma_b2, c, q=None) -> Array:
     V.correlation("c", c)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
     if q is None:
-        q = _q_star(act, sw, sb, 1.0)
+        q = q_star_traced(act, sw, sb, 1.0)
         _require_finite_q(q, act, sigma_w2, sigma_b2)
         if float(q) == 0.0:
             raise ValueError(
@@ -106,11 +105,13 @@ def correlation_map(phi, sigma_w2, sigma_b2, c, q=None) -> Array:
     else:
         V.variance("q", q, positive=True)
     q = _f64(q)
-    cmap = jnp.vectorize(lambda ci: _correlation_map(act, sw, sb, q, ci))
+    cmap = jnp.vectorize(lambda ci: correlation_map_traced(act, sw, sb, q, ci))
     return cmap(_f64(c))
 
 
-def _correlation_map(act: Activation, sw, sb, q, c):
+def correlation_map_traced(act: Activation, sw, sb, q, c):
+    """:func:`correlation_map` at length ``q`` (unchecked, traceable; scalar ``c``):
+    ``(sw * E[phi(u_1) phi(u_2)] + sb) / q`` with ``u`` of variances ``q`` and correlation ``c``."""
     return (sw * act.pair_moment(q, q, c * q) + sb) / q
 
 
@@ -124,20 +125,17 @@ def covariance_map(phi, sigma_w2, sigma_b2, Sigma) -> Array:
 
 
 def _covariance_map(act: Activation, sw, sb, S):
-    d = jnp.diagonal(S)
-    pair = jax.vmap(jax.vmap(act.pair_moment, (None, 0, 0)), (0, None, 0))
-    K = pair(d, d, S)
-    # The diagonal by the 1-D rule: it is the length map exactly.
-    K = K - jnp.diag(jnp.diagonal(K)) + jnp.diag(act.mean_square(d))
-    return sw * K + sb
+    return sw * act.moment_matrix(S) + sb
 
 
 # --- fixed points -------------------------------------------------------------------------------
 
 
 @partial(jax.jit, static_argnums=0)
-def _q_star(act: Activation, sw, sb, q0):
-    """Stable fixed point of the length map (traced; see :func:`q_star`); elementwise."""
+def q_star_traced(act: Activation, sw, sb, q0):
+    """:func:`q_star` for an :class:`~mftlib.activations.Activation` and float64 arrays
+    (unchecked, traceable, jitted): the stable fixed point of the length map, elementwise over
+    ``sw, sb``; ``inf`` where the length map diverges."""
     if act.homogeneous:
         a = sw * act.mean_square(1.0)
         identity = (a == 1.0) & (sb == 0.0)
@@ -145,7 +143,7 @@ def _q_star(act: Activation, sw, sb, q0):
         return jnp.where(identity, q0, finite)
 
     def r(q):
-        return _length_map(act, sw, sb, q) - q
+        return length_map_traced(act, sw, sb, q) - q
 
     r0 = r(0.0)
     slope0 = sw * act.mean_square_slope(0.0) - 1.0
@@ -196,11 +194,13 @@ def q_star(phi, sigma_w2, sigma_b2, q0: float = 1.0) -> Array:
     """
     act = _params(phi, sigma_w2, sigma_b2)
     V.variance("q0", q0)
-    return _q_star(act, _f64(sigma_w2), _f64(sigma_b2), _f64(q0))
+    return q_star_traced(act, _f64(sigma_w2), _f64(sigma_b2), _f64(q0))
 
 
 @partial(jax.jit, static_argnums=0)
-def _chi1(act: Activation, sw, q):
+def chi1_traced(act: Activation, sw, q):
+    r""":math:`\chi_1 = \sigma_w^2\,\mathbb{E}[\phi'(\sqrt{q}z)^2]` at a given length ``q``
+    (unchecked, traceable, jitted); :func:`chi1` evaluates it at :math:`q^*`."""
     return sw * act.mean_square_derivative(q)
 
 
@@ -229,7 +229,7 @@ def chi1(phi, sigma_w2, sigma_b2) -> Array:
     """
     act = _params(phi, sigma_w2, sigma_b2)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
-    return _quantities(act, sw, sb)["chi1"]
+    return quantities_traced(act, sw, sb)["chi1"]
 
 
 def c_star(phi, sigma_w2, sigma_b2) -> Array:
@@ -240,7 +240,7 @@ def c_star(phi, sigma_w2, sigma_b2) -> Array:
     unstable fixed point :math:`c = 1`.
     """
     act = _params(phi, sigma_w2, sigma_b2)
-    return _quantities(act, _f64(sigma_w2), _f64(sigma_b2))["c_star"]
+    return quantities_traced(act, _f64(sigma_w2), _f64(sigma_b2))["c_star"]
 
 
 def depth_scales(phi, sigma_w2, sigma_b2) -> tuple[Array, Array]:
@@ -252,7 +252,7 @@ def depth_scales(phi, sigma_w2, sigma_b2) -> tuple[Array, Array]:
     multiplier is >= 1 (at criticality, or where q = 0 is marginal).
     """
     act = _params(phi, sigma_w2, sigma_b2)
-    out = _quantities(act, _f64(sigma_w2), _f64(sigma_b2))
+    out = quantities_traced(act, _f64(sigma_w2), _f64(sigma_b2))
     return out["xi_q"], out["xi_c"]
 
 
@@ -266,10 +266,10 @@ def gradient_depth_scale(phi, sigma_w2, sigma_b2) -> Array:
 @partial(jax.jit, static_argnums=0)
 def _one_dimensional(act: Activation, sw, sb) -> dict:
     """The quantities that need only 1-D integrals: q*, chi_1, xi_q (c* and xi_c as if ordered)."""
-    q = _q_star(act, sw, sb, 1.0)
+    q = q_star_traced(act, sw, sb, 1.0)
     finite = jnp.isfinite(q)
     qs = jnp.where(finite, q, 1.0)
-    chi = _chi1(act, sw, qs)
+    chi = chi1_traced(act, sw, qs)
     nan = jnp.nan
     return {
         "q_star": q,
@@ -283,8 +283,10 @@ def _one_dimensional(act: Activation, sw, sb) -> dict:
 
 
 @partial(jax.jit, static_argnums=0)
-def _quantities(act: Activation, sw, sb) -> dict:
-    """All quantities at one point: the 1-D ones, then c*, chi_c, xi_c by 2-D quadrature."""
+def quantities_traced(act: Activation, sw, sb) -> dict:
+    r"""All mean-field quantities at one :math:`(\sigma_w^2, \sigma_b^2)` (unchecked, traceable,
+    jitted; vmappable): the dict of :func:`phase_diagram` (``q_star, c_star, chi1, chi_c, xi_q,
+    xi_c, diverged``) as scalars. The 1-D ones first, then c*, chi_c, xi_c by 2-D quadrature."""
     out = _one_dimensional(act, sw, sb)
     finite = ~out["diverged"]
     qs = jnp.where(finite, out["q_star"], 1.0)
@@ -317,7 +319,7 @@ def phase_diagram(phi, sigma_w2_grid, sigma_b2_grid, series_tol: float = 1e-10) 
     V.variance("sigma_w2_grid", sigma_w2_grid)
     V.variance("sigma_b2_grid", sigma_b2_grid)
     if act.has_closed_form:
-        return dynamics.grid_map(partial(_quantities, act), sigma_w2_grid, sigma_b2_grid)
+        return dynamics.grid_map(partial(quantities_traced, act), sigma_w2_grid, sigma_b2_grid)
     sw, sb = (g.ravel() for g in np.meshgrid(sigma_w2_grid, sigma_b2_grid, indexing="ij"))
     shape = (len(sigma_w2_grid), len(sigma_b2_grid))
     first = _one_dimensional(act, _f64(sw), _f64(sb))  # batched natively, no vmap needed
@@ -347,7 +349,7 @@ def phase_diagram(phi, sigma_w2_grid, sigma_b2_grid, series_tol: float = 1e-10) 
 
 
 # Direct 2-D quadrature for a list of points (compiled once per activation and list length).
-_quantities_batch = jax.jit(jax.vmap(_quantities, in_axes=(None, 0, 0)), static_argnums=0)
+_quantities_batch = jax.jit(jax.vmap(quantities_traced, in_axes=(None, 0, 0)), static_argnums=0)
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -404,9 +406,11 @@ def _critical(act: Activation, sb):
         return 1.0 / act.mean_square_derivative(1.0)
 
     def h(sw):
-        q = _q_star(act, sw, sb, 1.0)
+        q = q_star_traced(act, sw, sb, 1.0)
         return (
-            jnp.where(jnp.isfinite(q), _chi1(act, sw, jnp.where(jnp.isfinite(q), q, 1.0)), 2.0)
+            jnp.where(
+                jnp.isfinite(q), chi1_traced(act, sw, jnp.where(jnp.isfinite(q), q, 1.0)), 2.0
+            )
             - 1.0
         )
 
@@ -467,7 +471,7 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
         )
     depth = V.nonneg_int("depth", depth)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
-    d1, d2, k12 = _nngp_input_layer(_f64(x1), _f64(x2), sw, sb)
+    d1, d2, k12 = nngp_input_layer(_f64(x1), _f64(x2), sw, sb)
     if act.has_closed_form:
         return _nngp_closed(act, d1, d2, k12, sw, sb, depth)
     # Hermite series, layer by layer: the series length follows the largest variance present;
@@ -504,7 +508,10 @@ def _pair_batch(act: Activation, a, b, k):
 
 
 @jax.jit
-def _nngp_input_layer(x1, x2, sw, sb):
+def nngp_input_layer(x1, x2, sw, sb):
+    r"""The layer-0 kernel :math:`K^0(x, x') = \sigma_b^2 + \sigma_w^2\, x\cdot x'/d` of
+    :func:`nngp_kernel` (unchecked, jitted): returns the variances of ``x1`` ``(n1,)``, of ``x2``
+    ``(n2,)`` and the cross-covariance ``(n1, n2)``."""
     d = x1.shape[1]
     return (
         sb + sw * jnp.sum(x1 * x1, axis=1) / d,

@@ -34,8 +34,9 @@ stays finite: there is no order-to-chaos transition, and :math:`\xi_c` has a fin
 
 This module reuses the dense maps of :mod:`mftlib.dense` and the root finder of
 :mod:`mftlib.dynamics`; :func:`preactivation_moments` simulates finite networks with dropout
-(sampled as :func:`mftlib.networks.init_dense` does), and :func:`fit_depth_scale` measures a decay
-length from a simulated trajectory. At :math:`\rho = 1` every function returns the dense result.
+(sampled as :func:`mftlib.networks.init_dense` does), and :func:`correlation_decay` measures a
+decay length in them (fitted by :func:`mftlib.fitting.exponential_scale`). At :math:`\rho = 1`
+every function returns the dense result.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import dynamics
-from mftlib._config import ensure_x64
+from mftlib import core, dynamics, fitting, layers
 from mftlib.activations import Activation, activation
-from mftlib.dense import _chi1, _correlation_map, _length_map, _q_star, _quantities
-from mftlib.networks import _check_common, _correlation, _sample_layer
-
-ensure_x64()
+from mftlib.dense import (
+    correlation_map_traced,
+    length_map_traced,
+    q_star_traced,
+    quantities_traced,
+)
+from mftlib.networks.dense import check_simulation_args, kernel_correlation, sample_layer
 
 Array = jax.Array
 
@@ -83,7 +86,7 @@ def length_map(phi, sigma_w2, sigma_b2, rho, q) -> Array:
     \phi(\sqrt q z)^2 + \sigma_b^2` (Schoenholz et al. 2017, eq. 10). Broadcasts over ``q``."""
     act = _params(phi, sigma_w2, sigma_b2, rho)
     V.variance("q", q)
-    return _length_map(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), _f64(q))
+    return length_map_traced(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), _f64(q))
 
 
 def correlation_map(phi, sigma_w2, sigma_b2, rho, c) -> Array:
@@ -99,9 +102,9 @@ def correlation_map(phi, sigma_w2, sigma_b2, rho, c) -> Array:
     act = _params(phi, sigma_w2, sigma_b2, rho)
     V.correlation("c", c)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
-    q = _q_star(act, sw / _f64(rho), sb, 1.0)
+    q = q_star_traced(act, sw / _f64(rho), sb, 1.0)
     _require_positive_q(q, act, sigma_w2, sigma_b2, rho)
-    return jnp.vectorize(lambda ci: _correlation_map(act, sw, sb, q, ci))(_f64(c))
+    return jnp.vectorize(lambda ci: correlation_map_traced(act, sw, sb, q, ci))(_f64(c))
 
 
 def _require_positive_q(q, act, sigma_w2, sigma_b2, rho):
@@ -117,38 +120,20 @@ def _require_positive_q(q, act, sigma_w2, sigma_b2, rho):
 # --- fixed points and depth scales --------------------------------------------------------------
 
 
-@partial(jax.jit, static_argnums=0)
-def _dropout_c_star(act: Activation, sw, sb, q):
-    """Root in [0, 1] of g(c) = C(c) - c: g(0) = (sw E[phi]^2 + sb)/q >= 0 and g(1) = C(1) - 1.
-
-    For rho < 1, g(1) < 0 and g is convex on [0, 1] (the Hermite coefficients of C are >= 0), so
-    the root is unique and stable. At rho = 1, g(1) = 0 and the search returns 1.
-    """
-
-    def g(c):
-        return _correlation_map(act, sw, sb, q, c) - c
-
-    return dynamics.find_root(g, 0.0, 1.0).value
+def block(phi, sigma_w2, sigma_b2, rho) -> layers.Serial:
+    """One dropout layer as layer specs (:mod:`mftlib.layers`):
+    ``serial(Phi(phi), Dropout(rho), Dense(sigma_w2, sigma_b2))``, on pre-activations."""
+    return layers.serial(layers.Phi(phi), layers.Dropout(rho), layers.Dense(sigma_w2, sigma_b2))
 
 
 def _dropout_quantities(act: Activation, sw, sb, rho) -> dict:
-    """q*, c*, chi_1, chi_c, xi_q, xi_c with dropout, rho < 1 (traced; elementwise scalars)."""
-    swr = sw / rho
-    q = _q_star(act, swr, sb, 1.0)
-    ok = jnp.isfinite(q) & (q > 0.0)
-    qs = jnp.where(ok, q, 1.0)
-    c = _dropout_c_star(act, sw, sb, qs)
-    chi_c = sw * act.deriv_pair_moment(qs, qs, c * qs)
-    chi_q = swr * act.mean_square_slope(qs)
-    nan = jnp.nan
-    return {
-        "q_star": q,
-        "c_star": jnp.where(ok, c, nan),
-        "chi1": jnp.where(ok, _chi1(act, swr, qs), nan),
-        "chi_c": jnp.where(ok, chi_c, nan),
-        "xi_q": jnp.where(ok, dynamics.depth_scale(chi_q), nan),
-        "xi_c": jnp.where(ok, dynamics.depth_scale(chi_c), nan),
-    }
+    """q*, c*, chi_1, chi_c, xi_q, xi_c with dropout, rho < 1 (traced): the generic analysis
+    :func:`mftlib.core.mean_field` of :func:`block`, NaN where q* is 0 or infinite."""
+    mf = core.mean_field(block(act, sw, sb, rho))
+    ok = jnp.isfinite(mf.q_star) & (mf.q_star > 0.0)
+    out = {k: jnp.where(ok, getattr(mf, k), jnp.nan) for k in _KEYS}
+    out["q_star"] = mf.q_star
+    return out
 
 
 _KEYS = ("q_star", "c_star", "chi1", "chi_c", "xi_q", "xi_c")
@@ -160,7 +145,7 @@ def _quantities_rho(act: Activation, sw, sb, rho) -> dict:
     search cannot resolve). A ``lax.cond``, so only one branch runs when rho is not batched."""
 
     def dense(_):
-        out = _quantities(act, sw, sb)
+        out = quantities_traced(act, sw, sb)
         return {k: out[k] for k in _KEYS}
 
     return jax.lax.cond(rho >= 1.0, dense, lambda _: _dropout_quantities(act, sw, sb, rho), None)
@@ -185,7 +170,7 @@ def quantities(phi, sigma_w2, sigma_b2, rho) -> dict:
 def q_star(phi, sigma_w2, sigma_b2, rho) -> Array:
     r"""Fixed point of the dropout length map: the dense :math:`q^*` at :math:`\sigma_w^2/\rho`."""
     act = _params(phi, sigma_w2, sigma_b2, rho)
-    return _q_star(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), 1.0)
+    return q_star_traced(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), 1.0)
 
 
 def c_star(phi, sigma_w2, sigma_b2, rho) -> Array:
@@ -250,7 +235,7 @@ def _dropout_step(seed_keys, h, layer, sw2, sb2, rho, *, act: Activation | None,
 
     def one(key, h_prev):
         layer_key = jax.random.fold_in(key, layer)
-        W, b = _sample_layer(layer_key, h_prev.shape[-1], fan_out, sw2, sb2)
+        W, b = sample_layer(layer_key, h_prev.shape[-1], fan_out, sw2, sb2)
         if act is None:
             y = h_prev
         else:
@@ -276,7 +261,7 @@ def preactivation_moments(
         dict with ``kernel`` ``(n_seeds, depth+1, n, n)``, ``q`` ``(n_seeds, depth+1, n)`` and
         ``c`` ``(n_seeds, depth+1, n, n)``.
     """
-    key, x, act, sw2, sb2, widths, depth, n_seeds = _check_common(
+    key, x, act, sw2, sb2, widths, depth, n_seeds = check_simulation_args(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
     rho = float(_keep("rho", rho))
@@ -291,64 +276,12 @@ def preactivation_moments(
     kernel = jnp.stack(kernels, axis=1)
     return {
         "q": jnp.diagonal(kernel, axis1=-2, axis2=-1),
-        "c": _correlation(kernel),
+        "c": kernel_correlation(kernel),
         "kernel": kernel,
     }
 
 
 # --- measuring a depth scale --------------------------------------------------------------------
-
-
-def fit_depth_scale(deviation, layers=None, log: bool = False, offset: bool = False) -> np.ndarray:
-    r"""Depth scale of an exponential decay :math:`d^l = A e^{-l/\xi}` + noise, by least squares.
-
-    Fits :math:`A` and :math:`\xi` to the *signed* deviations :math:`d^l` (for example
-    :math:`c^l - c^*` of a simulated network) by minimising :math:`\sum_l (d^l - A e^{-l/\xi})^2`:
-    for each :math:`\xi` on a fine logarithmic grid from 0.1 to :math:`10^4` (ratio 1.004 between
-    neighbours) the best :math:`A` is linear least squares; the :math:`\xi` of the smallest residual
-    is returned. Unlike a line fitted to :math:`\log|d^l|`, this is not thrown off where additive
-    finite-width noise makes :math:`d^l` cross zero.
-
-    With ``log=True`` it instead fits a line to :math:`\log|d^l|` (:math:`\xi = -1/`slope), the
-    better estimator where the noise is multiplicative, as for :math:`1 - c^l` in the ordered
-    phase (:math:`c^* = 1`); layers with :math:`d^l = 0` are left out.
-
-    Args:
-        deviation: array ``(..., n_layers)``; the fit runs along the last axis (>= 3 layers).
-        layers: layer indices of the last axis, default ``0, 1, ...``.
-        log: fit :math:`\log|d^l|` by a line instead.
-        offset: fit :math:`A e^{-l/\xi} + B` (least squares in :math:`A, B` for each :math:`\xi`),
-            for a limit shifted by finite-width corrections (a simulated :math:`c^*` differs from
-            the mean-field one by :math:`O(1/N)`).
-
-    Returns:
-        numpy array of shape ``deviation.shape[:-1]`` (the grid's end, 1e4, for no decay).
-    """
-    d = np.asarray(V.matrix("deviation", deviation, ndim=max(np.ndim(deviation), 1)), np.float64)
-    n = d.shape[-1]
-    if n < 3:
-        raise ValueError(f"deviation needs at least 3 layers along its last axis, got {n}")
-    ell = np.arange(n, dtype=np.float64) if layers is None else np.asarray(layers, np.float64)
-    if ell.shape != (n,):
-        raise ValueError(f"layers must have shape ({n},), got {ell.shape}")
-    if log:
-        use = np.abs(d) > 0
-        y = np.log(np.where(use, np.abs(d), 1.0))
-        w = use.astype(np.float64)
-        nw = np.maximum(w.sum(-1, keepdims=True), 1.0)
-        dl = ell - (w * ell).sum(-1, keepdims=True) / nw
-        ym = (w * y).sum(-1, keepdims=True) / nw
-        slope = (w * dl * (y - ym)).sum(-1) / np.maximum((w * dl**2).sum(-1), 1e-300)
-        with np.errstate(divide="ignore"):
-            return np.where(slope < 0, -1.0 / np.where(slope < 0, slope, -1.0), np.inf)
-    xi = np.geomspace(0.1, 1e4, 2880)
-    basis = np.exp(-(ell - ell[0])[None, :] / xi[:, None])  # (n_grid, n)
-    if offset:  # project out the constant: centre the data and every basis function
-        basis = basis - basis.mean(axis=-1, keepdims=True)
-        d = d - d.mean(axis=-1, keepdims=True)
-    de = d @ basis.T  # (..., n_grid)
-    sse = -(de**2) / np.maximum(np.sum(basis**2, axis=-1), 1e-300)  # residual minus sum d^2
-    return xi[np.argmin(sse, axis=-1)]
 
 
 def correlation_decay(
@@ -371,12 +304,13 @@ def correlation_decay(
     first layer starts at the fixed length, :math:`q^0 = q^*` (then only the correlation moves).
     For each of ``n_seeds`` networks (with dropout of keep probability ``rho``; ``rho = 1`` is the
     dense network of :func:`mftlib.networks.preactivation_moments`) the correlation :math:`c^l`
-    is averaged over the input pairs, and :math:`\xi_c` is fitted by :func:`fit_depth_scale` to
+    is averaged over the input pairs, and :math:`\xi_c` is fitted by
+    :func:`mftlib.fitting.exponential_scale` to
     the signed deviation :math:`c^l - c^*` from the first layer on which the mean-field trajectory
     decays at its asymptotic rate (its layer-to-layer log-ratio within ``rate_tol`` of
     :math:`\log\chi_c`) to the last layer: a line through :math:`\log(1 - c^l)` where
     :math:`c^* = 1`, otherwise :math:`A e^{-l/\xi} + B` with a free offset :math:`B` for the
-    finite-width shift of :math:`c^*` (see :func:`fit_depth_scale`).
+    finite-width shift of :math:`c^*` (nonlinear least squares, ``log=False, offset=True``).
 
     Returns:
         dict with ``layers`` ``(depth+1,)``, ``deviation`` ``(n_seeds, depth+1)`` (simulated
@@ -419,7 +353,9 @@ def correlation_decay(
     fit = layers >= start
     if fit.sum() >= 3:
         ordered = cs >= 1.0
-        xi = fit_depth_scale(deviation[:, fit], layers[fit], log=ordered, offset=not ordered)
+        xi = fitting.exponential_scale(
+            deviation[:, fit], layers[fit], log=ordered, offset=not ordered
+        ).value
     else:
         xi = np.full(deviation.shape[0], np.nan)
     return {
@@ -435,4 +371,4 @@ def correlation_decay(
 
 @partial(jax.jit, static_argnums=(0, 5))
 def _correlation_trajectory(act: Activation, sw, sb, q, c0, depth: int):
-    return dynamics.iterate(lambda c: _correlation_map(act, sw, sb, q, c), c0, depth)
+    return dynamics.iterate(lambda c: correlation_map_traced(act, sw, sb, q, c), c0, depth)

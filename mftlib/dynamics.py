@@ -2,7 +2,7 @@ r"""The generic toolbox: each architecture's mean-field layer is a map :math:`F`
 
 Given such a map (on a scalar, a vector or a symmetric covariance matrix), this module
 
-* iterates it over depth (:func:`iterate`),
+* iterates it over depth (:func:`iterate`; with per-step inputs, :func:`iterate_driven`),
 * finds its fixed points, by iteration (:func:`fixed_point`), by Newton's method with a JAX
   Jacobian (:func:`newton_fixed_point`), or for scalar maps by a bracketed root search
   (:func:`find_root`),
@@ -24,10 +24,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from mftlib._config import ensure_x64
-
-ensure_x64()
 
 Array = jax.Array
 
@@ -57,6 +53,23 @@ def iterate(F: Callable[[Array], Array], x0: Array, depth: int) -> Array:
 
     x0 = jnp.asarray(x0, dtype=jnp.float64)
     _, traj = jax.lax.scan(step, x0, None, length=depth)
+    return jnp.concatenate([x0[None], traj], axis=0)
+
+
+def iterate_driven(F: Callable[[Array, Array], Array], x0: Array, inputs) -> Array:
+    """The driven trajectory ``x^0 = x0, x^{t+1} = F(x^t, u_t)``: shape ``(T+1, *x0.shape)``.
+
+    ``inputs`` holds ``u_0, ..., u_{T-1}`` along its leading axis (an array, or a tuple of arrays
+    of one length ``T``): the input covariances of a recurrent net through time, or the
+    per-layer variances of a network whose map changes with depth.
+    """
+
+    def step(x, u):
+        y = F(x, u)
+        return y, y
+
+    x0 = jnp.asarray(x0, dtype=jnp.float64)
+    _, traj = jax.lax.scan(step, x0, inputs)
     return jnp.concatenate([x0[None], traj], axis=0)
 
 
@@ -174,6 +187,43 @@ def find_root(
     bracketed = g_lo * g_hi <= 0
     converged = bracketed & ~active(a, b, fa, fb)
     return FixedPoint(root, converged, k, jnp.abs(g(root)))
+
+
+def stable_fixed_point_1d(
+    r: Callable[[Array], Array], q0=1.0, tiny: float = 1e-14, max_doublings: int = 200
+) -> Array:
+    r"""Stable fixed point :math:`q^* \ge 0` of a scalar map, given its residual
+    :math:`r(q) = F(q) - q` on :math:`[0, \infty)` (a length map of any architecture).
+
+    * :math:`r \equiv 0` (every :math:`q` is fixed, e.g. relu at :math:`\sigma_w^2 = 2`,
+      :math:`\sigma_b^2 = 0`): ``q0``;
+    * :math:`r(0) = 0` and :math:`r(\text{tiny}) \le 0` (the signal dies): 0;
+    * otherwise the upper end of a bracket is doubled until :math:`r < 0` and the root is found by
+      :func:`find_root`; if no such end exists below :math:`2^{\text{max\_doublings}}` the length
+      grows without bound and the result is ``inf``.
+
+    Traceable and vmappable (``lax.while_loop``).
+    """
+    q0 = jnp.asarray(q0, jnp.float64)
+    r0 = r(jnp.float64(0.0))
+    identity = (r(q0) == 0.0) & (r(2.0 * q0) == 0.0) & (r0 == 0.0)
+    zero_is_stable = (r0 == 0.0) & (r(jnp.float64(tiny)) <= 0.0)
+    lo = jnp.where(r0 > 0.0, 0.0, tiny)
+
+    def cond(s):
+        _, rhi, k = s
+        return (rhi >= 0.0) & (k < max_doublings)
+
+    def body(s):
+        hi, _, k = s
+        return 2.0 * hi, r(2.0 * hi), k + 1
+
+    hi0 = jnp.maximum(1.0, 2.0 * r0)
+    hi, rhi, _ = jax.lax.while_loop(cond, body, (hi0, r(hi0), 0))
+    root = find_root(r, lo, hi, g_hi=rhi).value
+    return jnp.where(
+        identity, q0, jnp.where(zero_is_stable, 0.0, jnp.where(rhi < 0.0, root, jnp.inf))
+    )
 
 
 def sym_to_vec(S: Array) -> Array:

@@ -27,17 +27,11 @@ this kernel describes is in ``mftlib.networks.ntk`` (:func:`mftlib.networks.init
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib._config import ensure_x64
-from mftlib.activations import Activation
-from mftlib.dense import _f64, _nngp_input_layer, _params
-
-ensure_x64()
+from mftlib import core, layers
 
 Array = jax.Array
 
@@ -59,9 +53,10 @@ def nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> tuple[Array, Ar
 
     Same convention as :func:`mftlib.nngp_kernel` (layer 0 kernel
     :math:`\sigma_b^2 + \sigma_w^2 x\cdot x'/d`, ``depth`` hidden layers, then the readout); the
-    NTK follows the recursion in the module docstring. Gaussian expectations use the closed forms
-    where they exist (ReLU, erf, linear) and 2-D quadrature otherwise (fine for a few hundred
-    inputs; the kernels of thousands of inputs are fast only for the closed forms).
+    NTK follows the recursion in the module docstring, computed by :func:`mftlib.kernels` on
+    :func:`network` (the layer specs of :mod:`mftlib.layers`). Gaussian expectations use the
+    closed forms where they exist (ReLU, erf, linear) and 2-D quadrature otherwise (fine for a
+    few hundred inputs; the kernels of thousands of inputs are fast only for the closed forms).
 
     Args:
         x1: inputs ``(n1, d)``; x2: inputs ``(n2, d)`` or ``None`` for ``x1``.
@@ -71,30 +66,21 @@ def nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> tuple[Array, Ar
     Returns:
         ``(K, Theta)``, each ``(n1, n2)``, float64.
     """
-    act = _params(phi, sigma_w2, sigma_b2)
     V.variance("sigma_w2", sigma_w2, positive=True)
+    V.variance("sigma_b2", sigma_b2)
     x2 = _check_inputs(x1, x2)
     depth = V.nonneg_int("depth", depth)
-    sw, sb = _f64(sigma_w2), _f64(sigma_b2)
-    d1, d2, k12 = _nngp_input_layer(_f64(x1), _f64(x2), sw, sb)
-    return _ntk_layers(act, d1, d2, k12, sw, sb, depth)
+    out = core.kernels(network(phi, sigma_w2, sigma_b2, depth), x1, None if x2 is x1 else x2)
+    return out.nngp, out.ntk
+
+
+def network(phi, sigma_w2, sigma_b2, depth: int) -> layers.Serial:
+    """The network of :func:`nngp_and_ntk` as layer specs: ``serial(Dense, repeat(serial(Phi,
+    Dense), depth))``, all dense layers with the same variances."""
+    dense = layers.Dense(sigma_w2, sigma_b2)
+    return layers.serial(dense, layers.repeat(layers.serial(layers.Phi(phi), dense), depth))
 
 
 def ntk_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
     r"""The NTK :math:`\Theta` after ``depth`` hidden layers (see :func:`nngp_and_ntk`)."""
     return nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth)[1]
-
-
-@partial(jax.jit, static_argnums=(0, 6))
-def _ntk_layers(act: Activation, d1, d2, k12, sw, sb, depth: int):
-    pair = jax.vmap(jax.vmap(act.pair_moment, (None, 0, 0)), (0, None, 0))
-    dpair = jax.vmap(jax.vmap(act.deriv_pair_moment, (None, 0, 0)), (0, None, 0))
-
-    def layer(carry, _):
-        a, b, k, theta = carry
-        k_next = sw * pair(a, b, k) + sb
-        theta = k_next + sw * dpair(a, b, k) * theta
-        return (sw * act.mean_square(a) + sb, sw * act.mean_square(b) + sb, k_next, theta), None
-
-    (_, _, k, theta), _ = jax.lax.scan(layer, (d1, d2, k12, k12), None, length=depth)
-    return k, theta

@@ -50,11 +50,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import dense, dynamics
-from mftlib._config import ensure_x64
+from mftlib import dynamics, layers
 from mftlib.activations import Activation, activation
-
-ensure_x64()
 
 Array = jax.Array
 
@@ -63,7 +60,14 @@ Array = jax.Array
 TANH_GRADIENT_CONSTANT = 8.0 / (3.0 * math.sqrt(2.0 * math.pi))
 
 
-def _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2) -> tuple[Activation, tuple]:
+def check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2) -> tuple[Activation, tuple]:
+    """Validate a residual net's activation and variances (``sigma_w2=None``: the reduced net).
+
+    Returns ``(act, (sv, sa, sw, sb))``: the :class:`~mftlib.activations.Activation` and the
+    variances as float64 arrays (scalars, or one value per block), with ``sw, sb = 1, 0`` for the
+    reduced net. Shared by the theory here and by :func:`mftlib.networks.resnet.simulate`, so
+    that both read the variances the same way.
+    """
     act = activation(phi)
     V.variance("sigma_v2", sigma_v2, positive=True)
     V.variance("sigma_a2", sigma_a2)
@@ -82,9 +86,11 @@ def _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2) -> tuple[Activation, tup
     return act, tuple(jnp.asarray(v, jnp.float64) for v in (sigma_v2, sigma_a2, sw, sb))
 
 
-def _per_layer(depth: int, *values) -> tuple:
+def per_layer_variances(depth: int, *values) -> tuple:
     """Broadcast each variance to one value per block ``l = 1..depth`` (layer-dependent
-    variances are arrays of length ``depth``)."""
+    variances are arrays of length ``depth``): a tuple of ``(depth,)`` float64 arrays.
+
+    Raises ``ValueError`` for an array of any other length (traceable otherwise)."""
     out = []
     for v in values:
         v = jnp.asarray(v, jnp.float64)
@@ -106,8 +112,25 @@ def schedule(sigma2, beta, depth: int) -> np.ndarray:
     return float(sigma2) * np.arange(1, depth + 1, dtype=np.float64) ** (-float(beta))
 
 
+def _spec(act, sv, sa, sw, sb) -> layers.Residual:
+    return layers.Residual(
+        layers.serial(layers.Dense(sw, sb), layers.Phi(act), layers.Dense(sv, sa))
+    )
+
+
+def block(phi, sigma_v2, sigma_a2, sigma_w2=None, sigma_b2=None) -> layers.Residual:
+    """One residual block as layer specs (:mod:`mftlib.layers`): ``Residual(serial(Dense(sigma_w2,
+    sigma_b2), Phi(phi), Dense(sigma_v2, sigma_a2)))``; the reduced block (``sigma_w2=None``)
+    has ``Dense(1, 0)``, the identity, in front. Hand it to :func:`mftlib.analyse`,
+    :func:`mftlib.kernels` or :func:`mftlib.simulate`."""
+    act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    if any(jnp.ndim(v) for v in (sv, sa, sw, sb)):
+        raise ValueError("block takes scalar variances (one block)")
+    return _spec(act, sv, sa, sw, sb)
+
+
 def _block(act: Activation, sv, sa, sw, sb, S):
-    return S + dense._covariance_map(act, sv, sa, sw * S + sb)
+    return _spec(act, sv, sa, sw, sb).kernel(S, None, ())[0]
 
 
 def covariance_map(phi, sigma_v2, sigma_a2, Sigma, sigma_w2=None, sigma_b2=None) -> Array:
@@ -116,7 +139,7 @@ def covariance_map(phi, sigma_v2, sigma_a2, Sigma, sigma_w2=None, sigma_b2=None)
     ``Sigma`` is the :math:`n\times n` covariance of the residual stream over ``n`` inputs;
     ``sigma_w2=None`` selects the reduced network.
     """
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
     if any(jnp.ndim(v) for v in (sv, sa, sw, sb)):
         raise ValueError(
             "covariance_map is one block: pass scalar variances (layer-dependent variances go to "
@@ -130,32 +153,28 @@ def covariance_trajectory(
     phi, sigma_v2, sigma_a2, Sigma0, depth: int, sigma_w2=None, sigma_b2=None
 ) -> Array:
     """:func:`covariance_map` iterated ``depth`` times from ``Sigma0``: ``(depth+1, n, n)``."""
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
     V.covariance("Sigma0", Sigma0)
     depth = V.nonneg_int("depth", depth)
     S0 = jnp.asarray(Sigma0, jnp.float64)
     if all(jnp.ndim(v) == 0 for v in (sv, sa, sw, sb)):
         return dynamics.iterate(lambda S: _block(act, sv, sa, sw, sb, S), S0, depth)
-    per_layer = _per_layer(depth, sv, sa, sw, sb)
-
-    def step(S, variances):
-        S = _block(act, *variances, S)
-        return S, S
-
-    _, traj = jax.lax.scan(step, S0, per_layer)
-    return jnp.concatenate([S0[None], traj])
+    per_layer = per_layer_variances(depth, sv, sa, sw, sb)
+    return dynamics.iterate_driven(lambda S, v: _block(act, *v, S), S0, per_layer)
 
 
 @partial(jax.jit, static_argnums=(0, 6))
 def _lengths(act: Activation, sv, sa, sw, sb, p0, depth: int):
     def step(p, variances):
         v, a, w, b = variances
-        q = w * p + b
-        p_next = p + v * act.mean_square(q) + a
-        return p_next, (p_next, q)
+        return p + v * act.mean_square(w * p + b) + a
 
-    _, (ps, qs) = jax.lax.scan(step, p0, _per_layer(depth, sv, sa, sw, sb))
-    return jnp.concatenate([p0[None], ps]), qs
+    if all(jnp.ndim(v) == 0 for v in (sv, sa, sw, sb)):
+        p = dynamics.iterate(lambda p: step(p, (sv, sa, sw, sb)), p0, depth)
+        return p, sw * p[:-1] + sb
+    per_layer = per_layer_variances(depth, sv, sa, sw, sb)
+    p = dynamics.iterate_driven(step, p0, per_layer)
+    return p, per_layer[2] * p[:-1] + per_layer[3]
 
 
 def length_trajectory(
@@ -169,7 +188,7 @@ def length_trajectory(
     Returns:
         dict with ``p`` ``(depth+1,)`` and ``q`` ``(depth,)`` (``q[l-1]`` is :math:`q^l`).
     """
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
     V.variance("p0", p0)
     depth = V.positive_int("depth", depth)
     p, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
@@ -179,11 +198,11 @@ def length_trajectory(
 def _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2) -> dict:
     """Validated forward lengths and the per-block log gradient factors of
     the gradient recursion (module docstring), shared by the gradient functions below."""
-    act, (sv, sa, sw, sb) = _check(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
     V.variance("p0", p0)
     depth = V.positive_int("depth", depth)
     p, q = _lengths(act, sv, sa, sw, sb, jnp.asarray(p0, jnp.float64), depth)
-    sv, sw = _per_layer(depth, sv, sw)
+    sv, sw = per_layer_variances(depth, sv, sw)
     dphi2 = act.mean_square_derivative(q)
     return {
         "act": act,
@@ -341,16 +360,3 @@ def exponents(phi, sigma_v2=1.0, sigma_a2=0.0, sigma_w2=None) -> dict:
         f"asymptotic exponents are derived for tanh and alpha_relu(alpha < 1), not {act.name}; "
         "iterate length_trajectory / gradient_trajectory instead"
     )
-
-
-def fit_power(depths, values, lo: int | None = None) -> float:
-    r"""Slope of :math:`\log` ``values`` against :math:`\log` ``depths`` (least squares), using
-    only ``depths >= lo`` when given: the measured exponent of a power law."""
-    d = np.asarray(depths, np.float64)
-    v = np.asarray(values, np.float64)
-    if d.shape != v.shape or d.ndim != 1:
-        raise ValueError(f"depths and values must be 1-D of one length, got {d.shape}, {v.shape}")
-    sel = np.ones_like(d, bool) if lo is None else d >= lo
-    if sel.sum() < 2 or np.any(d[sel] <= 0) or np.any(v[sel] <= 0):
-        raise ValueError("need at least 2 points with positive depth and value to fit a power")
-    return float(np.polyfit(np.log(d[sel]), np.log(v[sel]), 1)[0])

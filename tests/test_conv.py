@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mftlib import conv, dense
+from mftlib import conv, dense, dynamics
 from mftlib.networks import conv as cn
 
 PHI, SW, SB = "tanh", 2.5, 0.05
@@ -101,6 +101,7 @@ def test_delta_orthogonal_is_orthogonal_centre_tap():
     np.testing.assert_allclose(W1[1].T @ W1[1], np.eye(4), atol=1e-12)
 
 
+@pytest.mark.slow
 def test_mode_decay_against_simulated_cnn():
     """Each Fourier mode of offset d = 1 decays as (chi_c vhat(f))^l: fit vs simulation."""
     n, C, L, S = 12, 64, 6, 8
@@ -161,6 +162,7 @@ def test_bad_inputs():
         cn.init_conv(jax.random.PRNGKey(0), 1, 4, 2, 3, 1.0, 0.1, dims=3)
 
 
+@pytest.mark.slow
 def test_delta_orthogonal_linear_cnn_is_isometric():
     """A linear delta-orthogonal CNN is orthogonal times sigma_w^L: all lambda = sigma_w2^L."""
     n, C, L, sw2 = 6, 8, 5, 1.3
@@ -175,3 +177,40 @@ def test_delta_orthogonal_linear_cnn_is_isometric():
     J = jax.jacfwd(f)(jnp.zeros(n * C))
     lam = np.asarray(jnp.linalg.svd(J, compute_uv=False) ** 2)
     np.testing.assert_allclose(lam, sw2**L, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "phi, sw, sb, shape",
+    [
+        ("tanh", 2.5, 0.05, (5,)),
+        ("erf", 3.0, 0.2, (5,)),
+        ("tanh", 0.8, 0.1, (5,)),
+        ("tanh", 2.5, 0.05, (3, 3)),
+    ],
+)
+def test_mode_multipliers_are_eigenvalues_of_the_linearised_map(phi, sw, sb, shape):
+    """The closed form chi * vhat(f) (fast path) against the generic computation: eigenvalues of
+    dynamics.linearise of the whole CNN covariance map at its fixed point, chaotic (c* < 1) and
+    ordered (c* = 1). Odd sides, so that the offsets d != 0 pair up with -d: the P diagonal modes
+    chi_q vhat(f), and each chi_c vhat(f) once per pair (P - 1)/2."""
+    taps = np.array([0.25, 0.5, 0.25])  # no multiplier vanishes on a side of 3 or 5
+    n, v = int(np.prod(shape)), taps if len(shape) == 1 else np.outer(taps, taps)
+    qs, cs = float(dense.q_star(phi, sw, sb)), float(dense.c_star(phi, sw, sb))
+    S_star = qs * ((1 - cs) * np.eye(n) + cs)
+    block = conv._block(phi, sw, sb, v)
+
+    def F(S):
+        return block.kernel(S, None, shape)[0]
+
+    np.testing.assert_allclose(F(jnp.asarray(S_star)), S_star, rtol=1e-11)
+    lam, xi = jax.jit(lambda S: dynamics.depth_scales_at(F, S, symmetric=True))(S_star)
+    ds = conv.mode_depth_scales(phi, sw, sb, v, shape)
+    pairs = (n - 1) // 2
+    expected = np.concatenate([ds["multiplier_q"].ravel()] + [ds["multiplier_c"].ravel()] * pairs)
+    np.testing.assert_allclose(np.sort(np.real(lam)), np.sort(expected), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.imag(lam), 0.0, atol=1e-12)
+    np.testing.assert_allclose(
+        np.sort(np.asarray(xi)),
+        np.sort(np.concatenate([ds["xi_q"].ravel()] + [ds["xi_c"].ravel()] * pairs)),
+        rtol=1e-8,
+    )

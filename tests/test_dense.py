@@ -340,8 +340,8 @@ def test_correlation_map_keeps_correlations(warm_correlation_map, sw, sb, c):
 def test_correlation_map_at_zero_fixed_point_is_not_silent_nan(phi, sw):
     """With sigma_b2 = 0 in the ordered phase q* = 0 and (sw E[phi phi] + sb)/q* is 0/0.
 
-    DESIGN.md: 'Never a silent NaN'. Either a ValueError (as for q* = inf) or finite correlations
-    with C(1) = 1 are acceptable; the library returns NaN.
+    Convention (ARCHITECTURE.md): never a silent NaN. Either a ValueError (as for q* = inf) or
+    finite correlations with C(1) = 1 are acceptable; the library returns NaN.
     """
     assert _f(mft.q_star(phi, sw, 0.0)) == 0.0
     try:
