@@ -126,6 +126,8 @@ class Activation:
         activation's part of every covariance map in the library (Lee et al. 2018, eq. 4).
         """
         d = jnp.diagonal(S)
+        if S.shape[0] == 1:  # a length map: the 1-D rule alone
+            return jnp.reshape(self.mean_square(d), (1, 1))
         pair = jax.vmap(jax.vmap(self.pair_moment, (None, 0, 0)), (0, None, 0))
         K = pair(d, d, S)
         # Quadrature is not exactly symmetric under swapping the two variances (~1e-13):
@@ -142,6 +144,8 @@ class Activation:
         factor by which a layer multiplies the neural tangent kernel (Jacot et al. 2018).
         """
         d = jnp.diagonal(S)
+        if S.shape[0] == 1:
+            return jnp.reshape(self.mean_square_derivative(d), (1, 1))
         pair = jax.vmap(jax.vmap(self.deriv_pair_moment, (None, 0, 0)), (0, None, 0))
         K = pair(d, d, S)
         K = 0.5 * (K + K.T)

@@ -33,6 +33,11 @@ trajectory, and :math:`\bar g^{E,0} = q^0`, :math:`(\bar\kappa^0)^2 = 1/q^0`. At
 :math:`q^*`. They need a twice differentiable :math:`\phi` (tanh, erf, gelu, ...; not relu). Then
 :math:`\mathcal{L}^E = 2\pi\sqrt{N\bar g^E}` and
 :math:`\mathcal{L}^G = 2\pi\bar\kappa\sqrt{\bar g^E}`.
+
+The circle through sampled finite networks is simulated in :mod:`mftlib.networks.expressivity`
+(:func:`mftlib.networks.expressivity.propagate_circle`,
+:func:`mftlib.networks.expressivity.manifold_geometry`); :func:`curve_geometry` and
+:func:`chord_length` here measure any sampled curve.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import dynamics, gaussian, networks
+from mftlib import dynamics, gaussian
 from mftlib.activations import Activation, activation
 from mftlib.dense import correlation_map_traced, covariance_trajectory, q_star_traced
 
@@ -53,13 +58,10 @@ Array = jax.Array
 
 __all__ = [
     "chord_length",
-    "circle_basis",
     "correlation_trajectory",
     "curve_geometry",
-    "manifold_geometry",
     "manifold_theory",
     "polygon_length_theory",
-    "propagate_circle",
     "theta_grid",
 ]
 
@@ -97,64 +99,6 @@ def theta_grid(n_points: int) -> Array:
     r"""The periodic grid :math:`\theta_k = 2\pi k / n`, :math:`k = 0, \dots, n-1` (float64)."""
     n = _n_points(n_points)
     return jnp.arange(n, dtype=jnp.float64) * (2.0 * math.pi / n)
-
-
-def circle_basis(key: Array, width: int, q: float) -> Array:
-    r"""The columns :math:`\sqrt{Nq}\,[u^0, u^1]`, shape ``(width, 2)``, of the paper's circle.
-
-    :math:`u^0, u^1` are a uniformly random orthonormal pair (:func:`mftlib.networks.make_inputs`
-    with cosine 0), so :math:`\|h^0(\theta)\|^2 = Nq` exactly for every :math:`\theta` and each unit
-    :math:`h^0_i(\theta)` is spread like :math:`\mathcal{N}(0, q)` over units, as mean-field theory
-    assumes. Poole et al. (2016), Sec. 5 (their layer-1 circle with :math:`q = q^*`).
-    """
-    width = V.positive_int("width", width)
-    if width < 2:
-        raise ValueError(f"width must be >= 2 to hold a circle, got {width}")
-    q = _q("q", q)
-    return networks.make_inputs(key, 2, width, q, c0=0.0).T
-
-
-def _circle_params(key, phi, sigma_w2, sigma_b2, width, depth, q):
-    """Network whose layer 0 embeds (cos t, sin t) as the circle: h^0 = sqrt(Nq) [u0 u1] x."""
-    k_basis, k_net = jax.random.split(key)
-    params = networks.init_dense(k_net, 2, width, depth, sigma_w2, sigma_b2)
-    params[0] = (circle_basis(k_basis, width, q), jnp.zeros(width, dtype=jnp.float64))
-    return params
-
-
-def propagate_circle(
-    key: Array, phi, sigma_w2, sigma_b2, width: int, depth: int, q: float, theta
-) -> tuple[list[Array], list[Array], list[Array]]:
-    r"""The circle through one random network, with exact :math:`\theta`-derivatives.
-
-    Layer 0 is the circle :math:`h^0(\theta)` (:func:`circle_basis`), layers :math:`1..` ``depth``
-    are :math:`h^l = W^l\phi(h^{l-1}) + b^l` with :math:`W^l_{ij}\sim\mathcal{N}(0,\sigma_w^2/N)`,
-    :math:`b^l_i\sim\mathcal{N}(0,\sigma_b^2)` (:func:`mftlib.networks.init_dense` and
-    :func:`mftlib.networks.forward`). The tangent :math:`v^l = \partial_\theta h^l` and the
-    acceleration :math:`a^l = \partial^2_\theta h^l` come from nested ``jax.jvp``: with
-    :math:`x(\theta) = (\cos\theta, \sin\theta)` and :math:`f` the forward pass,
-    :math:`a = D^2 f[x', x'] + Df[x'']`, exact to rounding (no finite differences).
-
-    Returns:
-        ``(hs, vs, accs)``: three lists of ``depth + 1`` arrays ``(len(theta), width)``.
-    """
-    act = _params(phi, sigma_w2, sigma_b2)
-    width = V.positive_int("width", width)
-    depth = V.nonneg_int("depth", depth)
-    V.grid("theta", theta)
-    params = _circle_params(key, act, sigma_w2, sigma_b2, width, depth, q)
-    th = jnp.asarray(theta, dtype=jnp.float64)
-    x = jnp.stack([jnp.cos(th), jnp.sin(th)], axis=1)
-    dx = jnp.stack([-jnp.sin(th), jnp.cos(th)], axis=1)
-
-    def f(z):
-        return networks.forward(params, z, act)
-
-    def tangent(z, t):
-        return jax.jvp(f, (z,), (t,))[1]
-
-    (vs, accs) = jax.jvp(tangent, (x, dx), (dx, -x))
-    return f(x), vs, accs
 
 
 # --- geometry of a sampled curve ------------------------------------------------------------------
@@ -198,39 +142,6 @@ def chord_length(h: Array) -> Array:
     A lower bound on the curve's length that converges to it as the grid is refined.
     """
     return jnp.sum(jnp.linalg.norm(jnp.roll(h, -1, axis=0) - h, axis=-1))
-
-
-def manifold_geometry(
-    key: Array,
-    phi,
-    sigma_w2,
-    sigma_b2,
-    width: int,
-    depth: int,
-    q: float,
-    n_points: int = 256,
-    n_seeds: int = 1,
-) -> dict[str, np.ndarray]:
-    r""":func:`curve_geometry` at every layer of ``n_seeds`` random networks fed the circle.
-
-    Seed ``s`` uses the key ``jax.random.split(key, n_seeds)[s]`` (split again into the circle's
-    basis and the network). Each network is simulated by :func:`propagate_circle` on
-    ``theta_grid(n_points)``.
-
-    Returns:
-        dict of numpy arrays ``(n_seeds, depth + 1)``, keys as in :func:`curve_geometry`.
-    """
-    act = _params(phi, sigma_w2, sigma_b2)
-    n_seeds = V.positive_int("n_seeds", n_seeds)
-    theta = theta_grid(n_points)
-    rows = []
-    for seed_key in jax.random.split(key, n_seeds):
-        hs, vs, accs = propagate_circle(seed_key, act, sigma_w2, sigma_b2, width, depth, q, theta)
-        rows.append([_geometry_jit(h, v, a) for h, v, a in zip(hs, vs, accs, strict=True)])
-    return {k: np.array([[float(layer[k]) for layer in row] for row in rows]) for k in rows[0][0]}
-
-
-_geometry_jit = jax.jit(curve_geometry)
 
 
 # --- mean-field theory ----------------------------------------------------------------------------

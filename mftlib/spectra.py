@@ -27,15 +27,15 @@ Public API (stable; other chapters build on it):
 * :func:`spectrum_summary` -- mean :math:`m_1` and variance :math:`m_2 - m_1^2`.
 * :func:`jacobian_density` -- the density of the eigenvalues of :math:`JJ^\top`, by solving the
   S-transform equation at :math:`\lambda + i\epsilon` with Newton's method and continuation.
-* :func:`sample_jacobian_spectrum`, :func:`squared_singular_values`, :func:`empirical_moments` --
-  the same spectra from explicit random networks.
+* :func:`squared_singular_values`, :func:`empirical_moments` -- the same spectra measured in
+  explicit matrices: the random networks of :mod:`mftlib.networks.spectra`
+  (:func:`mftlib.networks.spectra.sample_jacobian_spectrum`,
+  :func:`mftlib.networks.spectra.sample_jacobian_spectra_by_depth`) or any other Jacobian.
 
 All series are in float64 numpy (they are tiny); the densities use numpy complex128.
 """
 
 from __future__ import annotations
-
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +49,9 @@ Array = jax.Array
 WEIGHTS = ("gaussian", "orthogonal")
 
 
-def _weights(weights: str) -> int:
+def weights_exponent(weights: str) -> int:
+    r"""The exponent :math:`g` of :math:`S_{W^\top W}(z) = 1/(\sigma_w^2(1+z)^g)`: 1 for
+    ``"gaussian"`` weights, 0 for ``"orthogonal"`` ones (``WEIGHTS``); ``ValueError`` else."""
     if not isinstance(weights, str) or weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     return 1 if weights == "gaussian" else 0
@@ -181,7 +183,7 @@ def moments_from_s_series(s) -> np.ndarray:
 def layer_s_series(d2_moments, sigma_w2, weights: str = "gaussian") -> np.ndarray:
     r"""S-transform series of one layer :math:`W^\top D^2 W`:
     :math:`S_{D^2}(z)/(\sigma_w^2(1+z)^g)`."""
-    g = _weights(weights)
+    g = weights_exponent(weights)
     V.variance("sigma_w2", sigma_w2, positive=True)
     sD = s_transform_series(d2_moments)
     K = len(sD)
@@ -266,7 +268,7 @@ def jacobian_density(
     if np.any(lam <= 0):
         raise ValueError("lams must be > 0")
     L = V.positive_int("depth", depth)
-    g = _weights(weights)
+    g = weights_exponent(weights)
     V.variance("sigma_w2", sigma_w2, positive=True)
     V.real("eps", eps, lo=0.0, lo_open=True)
     d = np.asarray(V.grid("d2_atoms", d2_atoms), dtype=np.float64)
@@ -316,13 +318,7 @@ def jacobian_density(
     return res
 
 
-# --- sampled networks ---------------------------------------------------------------------------
-
-
-def _orthogonal(key, n: int) -> Array:
-    a = jax.random.normal(key, (n, n))
-    q, r = jnp.linalg.qr(a)
-    return q * jnp.sign(jnp.diag(r))[None, :]
+# --- spectra of given matrices --------------------------------------------------------------------
 
 
 def squared_singular_values(J) -> Array:
@@ -336,74 +332,3 @@ def empirical_moments(evals, n_moments: int = 4) -> np.ndarray:
     K = V.positive_int("n_moments", n_moments)
     e = np.asarray(evals, dtype=np.float64)
     return np.stack([np.mean(e**k, axis=-1) for k in range(1, K + 1)], axis=-1)
-
-
-def _sampling_setup(phi, weights, sigma_w2, sigma_b2, width):
-    """Validated arguments of the samplers, and the fixed point q* their input starts at."""
-    from mftlib import dense
-
-    act = _act(phi)
-    g = _weights(weights)
-    V.variance("sigma_w2", sigma_w2, positive=True)
-    V.variance("sigma_b2", sigma_b2)
-    N = V.positive_int("width", width)
-    qs = float(dense.q_star(act, sigma_w2, sigma_b2))
-    if not np.isfinite(qs):
-        raise ValueError("the length map diverges at these (sigma_w2, sigma_b2): q* = inf")
-    return act, g, N, (jnp.float64(qs), float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5)
-
-
-def _jacobian_scan(act, g, N, L, key, qs, sw, sb, keep_all: bool):
-    """Scan ``L`` layers from h^0 ~ N(0, q*); returns the final J or (keep_all) every partial J."""
-    h = jnp.sqrt(qs) * jax.random.normal(jax.random.fold_in(key, 0), (N,))
-
-    def body(carry, layer):
-        h, J = carry
-        kw, kb = jax.random.split(jax.random.fold_in(key, layer))
-        W = sw * jax.random.normal(kw, (N, N)) / np.sqrt(N) if g else sw * _orthogonal(kw, N)
-        h = W @ act(h) + sb * jax.random.normal(kb, (N,))
-        J = act.derivative(h)[:, None] * (W @ J)
-        return (h, J), (J if keep_all else None)
-
-    (_, J), Js = jax.lax.scan(body, (h, jnp.eye(N)), jnp.arange(1, L + 1))
-    return Js if keep_all else J
-
-
-def sample_jacobian_spectrum(
-    key, phi, sigma_w2, sigma_b2, width: int, depth: int, weights: str = "gaussian"
-) -> Array:
-    r"""Squared singular values of :math:`J = \prod_{l=1}^L D_l W_l` of one random dense network.
-
-    :math:`h^l = W_l\,\phi(h^{l-1}) + b_l`, input :math:`h^0 \sim \mathcal{N}(0, q^*)` per unit (the
-    network starts at its fixed point), :math:`D_l = \mathrm{diag}\,\phi'(h^l)`; Gaussian
-    :math:`W_l \sim \mathcal{N}(0, \sigma_w^2/N)` or :math:`\sigma_w O_l` with Haar-orthogonal
-    :math:`O_l`. Layer ``l`` uses ``jax.random.fold_in(key, l)``.
-    """
-    act, g, N, args = _sampling_setup(phi, weights, sigma_w2, sigma_b2, width)
-    L = V.nonneg_int("depth", depth)
-    return _sample(act, g, N, L, key, *args)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _sample(act, g, N, L, key, qs, sw, sb):
-    J = _jacobian_scan(act, g, N, L, key, qs, sw, sb, keep_all=False)
-    return jnp.sort(jnp.linalg.svd(J, compute_uv=False) ** 2)
-
-
-def sample_jacobian_spectra_by_depth(
-    key, phi, sigma_w2, sigma_b2, width: int, depths, weights: str = "gaussian"
-) -> Array:
-    r"""As :func:`sample_jacobian_spectrum` for one network read at several depths: the squared
-    singular values of the partial products :math:`\prod_{l\le L} D_l W_l` for every ``L`` in
-    ``depths`` (positive ints); shape ``(len(depths), width)``. One compiled scan."""
-    act, g, N, args = _sampling_setup(phi, weights, sigma_w2, sigma_b2, width)
-    depth_list = np.atleast_1d(np.asarray(depths)).tolist()
-    ds = tuple(V.positive_int("depths", d) for d in depth_list)
-    return _sample_many(act, g, N, ds, key, *args)
-
-
-@partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _sample_many(act, g, N, ds, key, qs, sw, sb):
-    Js = _jacobian_scan(act, g, N, max(ds), key, qs, sw, sb, keep_all=True)
-    sel = Js[jnp.array(ds) - 1]
-    return jnp.sort(jnp.linalg.svd(sel, compute_uv=False) ** 2, axis=-1)

@@ -15,6 +15,7 @@ import pytest
 
 import mftlib as mft
 from mftlib import dmft
+from mftlib.networks import dmft as dmft_nets
 
 N = 1000
 T_MAX = 200.0
@@ -23,7 +24,7 @@ T_MAX = 200.0
 @cache
 def _runs(g: float) -> tuple[np.ndarray, ...]:
     """Two seeds of N = 1000 networks, 200 time units after 50 of burn-in, saved every 0.5."""
-    return tuple(dmft.simulate(jax.random.key(s), N, g, T_MAX) for s in range(2))
+    return tuple(dmft_nets.simulate(jax.random.key(s), N, g, T_MAX) for s in range(2))
 
 
 @pytest.mark.slow
@@ -51,15 +52,17 @@ def test_lyapunov_against_simulation():
     # Benettin exponent of N = 1000 networks at g = 2: measured 0.109 +- 0.009 (std over 3 seeds)
     # against the theory 0.1125. Tolerance 20 %: two seeds have a standard error of ~6 %, and the
     # finite-N exponent approaches the theory from below (0.088 at N = 500).
-    sim = np.mean([dmft.lyapunov_from_simulation(jax.random.key(s), N, 2.0, T_MAX) for s in (0, 1)])
+    sim = np.mean(
+        [dmft_nets.lyapunov_from_simulation(jax.random.key(s), N, 2.0, T_MAX) for s in (0, 1)]
+    )
     assert sim == pytest.approx(dmft.scs_lyapunov(2.0), rel=0.2)
 
 
 def test_step_size():
     # Halving dt over a horizon short enough that chaos has not amplified the difference.
     kw = dict(t_burn=0.0, save_dt=0.5)
-    a = dmft.simulate(jax.random.key(3), 200, 2.0, 5.0, dt=0.1, **kw)
-    b = dmft.simulate(jax.random.key(3), 200, 2.0, 5.0, dt=0.05, **kw)
+    a = dmft_nets.simulate(jax.random.key(3), 200, 2.0, 5.0, dt=0.1, **kw)
+    b = dmft_nets.simulate(jax.random.key(3), 200, 2.0, 5.0, dt=0.05, **kw)
     assert np.max(np.abs(a - b)) < 1e-4
 
 
@@ -131,16 +134,20 @@ def test_autocorrelation_estimator():
         (lambda: dmft.scs_lyapunov(np.inf), ValueError, "g"),
         (lambda: dmft.scs_autocorrelation(2.0, [-1.0]), ValueError, "tau"),
         (lambda: dmft.scs_correlation_time(2.0, kind="x"), ValueError, "kind"),
-        (lambda: dmft.simulate(0, 10, 2.0, 1.0), TypeError, "key"),
-        (lambda: dmft.simulate(jax.random.key(0), 0, 2.0, 1.0), ValueError, "n"),
-        (lambda: dmft.simulate(jax.random.key(0), 10, 2.0, 1.0, dt=-0.1), ValueError, "dt"),
+        (lambda: dmft_nets.simulate(0, 10, 2.0, 1.0), TypeError, "key"),
+        (lambda: dmft_nets.simulate(jax.random.key(0), 0, 2.0, 1.0), ValueError, "n"),
+        (lambda: dmft_nets.simulate(jax.random.key(0), 10, 2.0, 1.0, dt=-0.1), ValueError, "dt"),
         (
-            lambda: dmft.simulate(jax.random.key(0), 10, 2.0, 1.0, save_dt=0.25, dt=0.1),
+            lambda: dmft_nets.simulate(jax.random.key(0), 10, 2.0, 1.0, save_dt=0.25, dt=0.1),
             ValueError,
             "save_dt",
         ),
         (lambda: dmft.autocorrelation_from_trajectories(np.ones((5, 2)), 5), ValueError, "max_lag"),
-        (lambda: dmft.simulate_discrete(jax.random.key(0), 10, 2.0, 5, q0=-1.0), ValueError, "q0"),
+        (
+            lambda: dmft_nets.simulate_discrete(jax.random.key(0), 10, 2.0, 5, q0=-1.0),
+            ValueError,
+            "q0",
+        ),
     ],
 )
 def test_bad_inputs(call, err, name):
@@ -154,5 +161,5 @@ def test_discrete_time_follows_length_map():
     length_map = lambda q: mft.length_map("tanh", 4.0, 0.0, q)  # noqa: E731
     q_theory = np.asarray(mft.dynamics.iterate(length_map, 1.0, 8))
     for fresh in (True, False):
-        q = dmft.simulate_discrete(jax.random.key(0), 500, 2.0, 8, fresh=fresh)
+        q = dmft_nets.simulate_discrete(jax.random.key(0), 500, 2.0, 8, fresh=fresh)
         np.testing.assert_allclose(q, q_theory, rtol=0.15)

@@ -17,6 +17,7 @@ import mftlib as mft
 from mftlib import dropout as dr
 from mftlib import fitting
 from mftlib import networks as nw
+from mftlib.networks import dropout as dropout_nets
 
 KEY = jax.random.PRNGKey(7)
 SB = 0.05
@@ -95,7 +96,7 @@ def test_dropout_simulation_matches_theory():
     th = dr.quantities("tanh", sw, SB, rho)
     qs, cs = _f(th["q_star"]), _f(th["c_star"])
     x = nw.make_inputs(KEY, 2, 32, (qs - SB) / sw, 0.3)
-    sim = dr.preactivation_moments(KEY, x, "tanh", sw, SB, rho, width, 24, seeds)
+    sim = dropout_nets.preactivation_moments(KEY, x, "tanh", sw, SB, rho, width, 24, seeds)
     q_late = np.asarray(sim["q"])[:, 14:, :].mean(axis=(1, 2))
     c_late = np.asarray(sim["c"])[:, 14:, 0, 1].mean(axis=1)
     for values, target in ((q_late, qs), (c_late, cs)):
@@ -107,7 +108,7 @@ def test_dropout_simulation_matches_theory():
 @pytest.mark.slow
 def test_rho_one_simulation_is_dense_network():
     x = nw.make_inputs(KEY, 2, 16, 1.0)
-    a = dr.preactivation_moments(KEY, x, "tanh", 1.5, SB, 1.0, 64, 3, 2)["kernel"]
+    a = dropout_nets.preactivation_moments(KEY, x, "tanh", 1.5, SB, 1.0, 64, 3, 2)["kernel"]
     b = nw.preactivation_moments(KEY, x, "tanh", 1.5, SB, 64, 3, 2)["kernel"]
     np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
@@ -119,7 +120,9 @@ def test_rho_one_simulation_is_dense_network():
 )
 def test_xi_c_from_correlation_decay(sw, rho, rel):
     """|c^l - c*| in width-1000 networks decays as exp(-l / xi_c): fitted rate near 1/xi_c."""
-    out = dr.correlation_decay(KEY, "tanh", sw, SB, rho, c0=0.0, width=1000, depth=30, n_seeds=4)
+    out = dropout_nets.correlation_decay(
+        KEY, "tanh", sw, SB, rho, c0=0.0, width=1000, depth=30, n_seeds=4
+    )
     xi = out["xi_fit"]
     se = xi.std(ddof=1) / math.sqrt(len(xi))
     assert abs(xi.mean() - out["xi_c"]) < 4 * se + rel * out["xi_c"]
@@ -154,7 +157,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="sweep"):
         dr.quantities("tanh", [1.0, 2.0], SB, 0.9)
     with pytest.raises(ValueError, match="n_inputs"):
-        dr.correlation_decay(KEY, "tanh", 1.5, SB, 0.9, n_inputs=1)
+        dropout_nets.correlation_decay(KEY, "tanh", 1.5, SB, 0.9, n_inputs=1)
     x = nw.make_inputs(KEY, 2, 8, 1.0)
     with pytest.raises(ValueError, match="rho"):
-        dr.preactivation_moments(KEY, x, "tanh", 1.5, SB, 0.0, 16, 2)
+        dropout_nets.preactivation_moments(KEY, x, "tanh", 1.5, SB, 0.0, 16, 2)

@@ -26,6 +26,7 @@ import pytest
 
 import mftlib as mft
 from mftlib import expressivity as ex
+from mftlib.networks import expressivity as ex_nets
 
 SB2 = 0.09  # sigma_b = 0.3, the paper's value
 CHAOTIC, ORDERED = 16.0, 1.69  # sigma_w = 4 and 1.3
@@ -42,7 +43,9 @@ def _q_star(sw2):
 def test_circle_has_prescribed_length_and_radius():
     q, width, n = 0.7, 500, 64
     theta = ex.theta_grid(n)
-    hs, vs, accs = ex.propagate_circle(jax.random.PRNGKey(3), "tanh", 2.0, 0.1, width, 0, q, theta)
+    hs, vs, accs = ex_nets.propagate_circle(
+        jax.random.PRNGKey(3), "tanh", 2.0, 0.1, width, 0, q, theta
+    )
     h0 = np.asarray(hs[0])
     np.testing.assert_allclose(np.sum(h0**2, axis=1) / width, q, rtol=1e-12)
     # Exact derivatives of sqrt(Nq)[u0 cos t + u1 sin t]: v . v = Nq, a = -h, so kappa = 1/sqrt(Nq).
@@ -125,7 +128,7 @@ def test_correlation_trajectory_matches_covariance_map_and_c_star():
 
 
 def test_geometry_is_jit_and_vmap_friendly():
-    hs, vs, accs = ex.propagate_circle(
+    hs, vs, accs = ex_nets.propagate_circle(
         jax.random.PRNGKey(0), "tanh", 4.0, 0.1, 50, 1, 1.0, ex.theta_grid(16)
     )
     batch = [jnp.stack([x[0], x[1]]) for x in (hs, vs, accs)]
@@ -145,7 +148,7 @@ def sims():
         q = _q_star(sw2)
         out[sw2] = (
             ex.manifold_theory("tanh", sw2, SB2, q, DEPTH, width=WIDTH),
-            ex.manifold_geometry(
+            ex_nets.manifold_geometry(
                 jax.random.PRNGKey(11), "tanh", sw2, SB2, WIDTH, DEPTH, q, N_POINTS, SEEDS
             ),
         )
@@ -221,14 +224,14 @@ def test_simulation_rejects_bad_inputs():
     with pytest.raises(ValueError, match="n_points"):
         ex.theta_grid(2)
     with pytest.raises(ValueError, match="width"):
-        ex.circle_basis(key, 1, 1.0)
+        ex_nets.circle_basis(key, 1, 1.0)
     with pytest.raises(ValueError, match="q"):
-        ex.circle_basis(key, 10, -1.0)
+        ex_nets.circle_basis(key, 10, -1.0)
     with pytest.raises(ValueError, match="theta"):
-        ex.propagate_circle(key, "tanh", 2.0, 0.1, 10, 1, 1.0, np.zeros((3, 2)))
+        ex_nets.propagate_circle(key, "tanh", 2.0, 0.1, 10, 1, 1.0, np.zeros((3, 2)))
     with pytest.raises(ValueError, match="n_seeds"):
-        ex.manifold_geometry(key, "tanh", 2.0, 0.1, 10, 1, 1.0, 8, 0)
+        ex_nets.manifold_geometry(key, "tanh", 2.0, 0.1, 10, 1, 1.0, 8, 0)
     with pytest.raises(TypeError, match="sigma_w2"):
-        ex.manifold_geometry(key, "tanh", [2.0, 1.0], 0.1, 10, 1, 1.0, 8, 1)
+        ex_nets.manifold_geometry(key, "tanh", [2.0, 1.0], 0.1, 10, 1, 1.0, 8, 1)
     with pytest.raises(ValueError, match="n_points"):
         ex.polygon_length_theory("tanh", 2.0, 0.1, 1.0, 2, 10, 1)

@@ -118,11 +118,13 @@ def test_conv_map_is_the_cnn_covariance_map(dims):
     shape = (7,) if dims == 1 else (4, 5)
     P = int(np.prod(shape))
     S = _cov(P, seed=3)
-    layer = L.serial(L.Phi("tanh"), L.Conv(1.6, 0.1, filter_size=3, dims=dims))
+    layer = L.serial(L.Phi("erf"), L.Conv(1.6, 0.1, filter_size=3, dims=dims))
     K = layer.kernel(jnp.asarray(S), None, shape)[0]
+    # conv's own map: the dense covariance map, then the average along shifted diagonals.
     v = conv.uniform_filter(3, dims)
+    dense_part = np.asarray(mft.covariance_map("erf", 1.6, 0.1, S))
     np.testing.assert_allclose(
-        K, conv.conv_covariance_map("tanh", 1.6, 0.1, S, v, shape), rtol=1e-13, atol=1e-15
+        K, conv.diagonal_convolution(dense_part, v, shape), rtol=1e-13, atol=1e-15
     )
 
 

@@ -9,6 +9,8 @@ the t-distribution's tail with 9 degrees of freedom: 0.07%).
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -372,3 +374,25 @@ def test_make_inputs_validation(kwargs, error, match):
     good = dict(key=KEY, n=2, d=4, q0=1.0, c0=None)
     with pytest.raises(error, match=rf"^{match}\b"):  # the message starts with the name
         nw.make_inputs(**{**good, **kwargs})
+
+
+# --- simulations of the theory modules ------------------------------------------------------------
+
+_MOVED = {
+    "dropout": ("preactivation_moments", "correlation_decay"),
+    "dmft": ("simulate", "lyapunov_from_simulation", "simulate_discrete"),
+    "spectra": ("sample_jacobian_spectrum", "sample_jacobian_spectra_by_depth"),
+    "expressivity": ("circle_basis", "propagate_circle", "manifold_geometry"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_MOVED))
+def test_theory_simulations_live_in_networks(name):
+    """The finite networks that check mftlib.<name> are in mftlib.networks.<name> (exported as a
+    submodule); the theory module keeps none of them."""
+    sub = importlib.import_module(f"mftlib.networks.{name}")
+    theory = importlib.import_module(f"mftlib.{name}")
+    assert getattr(nw, name) is sub and name in nw.__all__
+    for fn in _MOVED[name]:
+        assert getattr(sub, fn).__module__ == sub.__name__
+        assert not hasattr(theory, fn), f"mftlib.{name}.{fn} should live in {sub.__name__} only"

@@ -15,6 +15,7 @@ from reference import ref_expect1
 
 from mftlib import dense
 from mftlib import spectra as S
+from mftlib.networks import spectra as spectra_nets
 
 
 def fuss_catalan(L: int, k: int) -> float:
@@ -77,7 +78,7 @@ def test_density_marchenko_pastur():
 def _sampled(phi, sw, sb, L, w, n=200, seeds=4):
     ev = np.array(
         [
-            S.sample_jacobian_spectrum(jax.random.PRNGKey(s), phi, sw, sb, n, L, w)
+            spectra_nets.sample_jacobian_spectrum(jax.random.PRNGKey(s), phi, sw, sb, n, L, w)
             for s in range(seeds)
         ]
     )
@@ -125,7 +126,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="lams"):
         S.jacobian_density([-1.0], [1.0], [1.0], 1.0, 1)
     with pytest.raises(ValueError, match="width"):
-        S.sample_jacobian_spectrum(jax.random.PRNGKey(0), "tanh", 1.0, 0.1, 0, 2)
+        spectra_nets.sample_jacobian_spectrum(jax.random.PRNGKey(0), "tanh", 1.0, 0.1, 0, 2)
     with pytest.raises(TypeError, match="phi"):
         S.derivative_moments(3, 1.0)
 
@@ -140,8 +141,12 @@ def test_normalised_variance_is_additive_in_depth(weights, g):
 
 
 def test_spectra_by_depth_matches_single_depth():
-    a = S.sample_jacobian_spectra_by_depth(jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, [2, 5])
-    b = S.sample_jacobian_spectrum(jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, 5)
+    a = spectra_nets.sample_jacobian_spectra_by_depth(
+        jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, [2, 5]
+    )
+    b = spectra_nets.sample_jacobian_spectrum(jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, 5)
     np.testing.assert_allclose(a[1], b, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="depths"):
-        S.sample_jacobian_spectra_by_depth(jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, [0])
+        spectra_nets.sample_jacobian_spectra_by_depth(
+            jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, [0]
+        )

@@ -8,9 +8,15 @@ One submodule per architecture, next to the mean-field module it checks:
 public names are re-exported here; other architectures' finite networks go in
 ``mftlib.networks.<architecture>``. The recurrent cells of ``mftlib.networks.recurrent`` (chapter
 9) keep their short generic names (``init``, ``step``, ``run``, ...) in their own namespace:
-``from mftlib.networks import recurrent as rnn``.
+``from mftlib.networks import recurrent as rnn``. So do the simulations that check the theory
+modules of the same names, exported here as submodules: ``mftlib.networks.dropout`` (dense nets
+with dropout), ``mftlib.networks.dmft`` (the continuous-time random recurrent net),
+``mftlib.networks.spectra`` (sampled input-output Jacobians) and ``mftlib.networks.expressivity``
+(a circle of inputs through a random net), e.g.
+``from mftlib.networks import dropout as dropout_nets``.
 """
 
+from mftlib.networks import dmft, dropout, expressivity, spectra
 from mftlib.networks.batchnorm import batch_norm
 from mftlib.networks.batchnorm import simulate as simulate_batchnorm
 from mftlib.networks.conv import (
@@ -47,6 +53,10 @@ from mftlib.networks.resnet import init_classifier as init_resnet_classifier
 from mftlib.networks.resnet import simulate as simulate_resnet
 
 __all__ = [
+    "dmft",
+    "dropout",
+    "expressivity",
+    "spectra",
     "circular_conv",
     "conv_forward",
     "conv_forward_scan",

@@ -114,7 +114,7 @@ def _check_params(params: Params) -> tuple[tuple[Array, Array], ...]:
 
 def check_simulation_args(key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds):
     """Validate the arguments shared by the simulations (:func:`preactivation_moments`,
-    :func:`gradient_norms`, :func:`mftlib.dropout.preactivation_moments`).
+    :func:`gradient_norms`, :func:`mftlib.networks.dropout.preactivation_moments`).
 
     Returns ``(key, x, act, sw2, sb2, widths, depth, n_seeds)``: the key, the inputs as float64,
     the :class:`~mftlib.activations.Activation`, the variances per layer (``(depth+1,)`` numpy
