@@ -54,8 +54,8 @@ factor of :math:`\lVert \nabla_{x^{l-1}} \rVert^2 / \lVert \nabla_{x^{l}} \rVert
 
 finite only for :math:`B > 3`. For ReLU, :math:`\lambda_\infty = \pi/(\pi - 1)` (Yang et al. 2019,
 Theorem 3.10 and its ReLU corollary). Finite batches are evaluated by Monte Carlo over :math:`u`
-(a fixed number of samples from the key passed, :data:`DEFAULT_KEY` by default: deterministic,
-with a reported standard error);
+(a fixed number of samples from the key passed, :data:`mftlib.batchnorm.DEFAULT_KEY` by
+default: deterministic, with a reported standard error);
 the infinite batch by 1-D Gaussian quadrature (:mod:`mftlib.gaussian`).
 """
 
@@ -151,7 +151,8 @@ def bn_fixed_point(
     Args:
         phi: activation; sigma_w2: weight variance (> 0); batch_size: :math:`B \ge 2`;
         gamma: gain inside the activation, :math:`\phi(\gamma z)`; n_samples: Monte Carlo size.
-        key: JAX PRNG key of the Monte Carlo samples; ``None`` for :data:`DEFAULT_KEY`.
+        key: JAX PRNG key of the Monte Carlo samples; ``None`` for
+            :data:`mftlib.batchnorm.DEFAULT_KEY`.
 
     Returns:
         dict with ``q_star`` (diagonal), ``c_star`` (off-diagonal / diagonal), ``Sigma`` (the
@@ -180,7 +181,7 @@ def bn_gradient_rate_estimate(
     r"""Per-layer growth factor :math:`\lambda_B` of the squared gradient norm, with its error.
 
     ``key``: JAX PRNG key of the Monte Carlo samples (finite batches); ``None`` for
-    :data:`DEFAULT_KEY`.
+    :data:`mftlib.batchnorm.DEFAULT_KEY`.
 
     Returns:
         dict with ``rate`` and ``stderr`` (0 for ``batch_size=None``, which is exact quadrature;
@@ -219,7 +220,8 @@ def bn_gradient_rate(
     :math:`\sigma_w^2`. ``batch_size=None`` gives the infinite-batch value
     :math:`\lambda_\infty = \gamma^2\mathbb{E}[\phi'(\gamma\zeta)^2]/
     \mathrm{Var}[\phi(\gamma\zeta)]` (:math:`\pi/(\pi - 1)` for ReLU); finite batches need
-    :math:`B \ge 4`, estimated by Monte Carlo from ``key`` (``None``: :data:`DEFAULT_KEY`, the
+    :math:`B \ge 4`, estimated by Monte Carlo from ``key`` (``None``:
+    :data:`mftlib.batchnorm.DEFAULT_KEY`, the
     same numbers on every call).
 
     Raises:

@@ -1,17 +1,17 @@
 r"""The composable mean-field engine: analyse, kernels and simulate any :mod:`mftlib.layers` block.
 
-* :func:`analyse` reads the fixed points of a block's covariance map and the linearisation at
+* :func:`mftlib.analyse` reads the fixed points of a block's covariance map and the linearisation at
   them through the generic toolbox :mod:`mftlib.dynamics`: :math:`q^*` (the stable fixed point of
   the length map), :math:`c^*`, the slopes :math:`\chi_1` (per-layer growth of squared
   gradients), :math:`\chi_q`, :math:`\chi_c` and the depth scales
   :math:`\xi = -1/\log|\chi|` (Poole et al. 2016; Schoenholz et al. 2017). Blocks without a
   fixed point (residual blocks, whose length grows without bound) get a typed answer with the
   growth law read off the iterated map.
-* :func:`analyse_grid` does the same over a grid of hyperparameters (``jax.vmap``): the phase
+* :func:`mftlib.analyse_grid` does the same over a grid of hyperparameters (``jax.vmap``): the phase
   diagram of any block.
-* :func:`kernels` gives the NNGP kernel and the NTK of a composed network.
-* :func:`simulate` draws finite random networks from the *same* spec and measures what the theory
-  predicts, layer by layer, with the prediction alongside.
+* :func:`mftlib.kernels` gives the NNGP kernel and the NTK of a composed network.
+* :func:`mftlib.simulate` draws finite random networks from the *same* spec and measures what
+  the theory predicts, layer by layer, with the prediction alongside.
 
 Slopes come from the NTK channel of the layers: by Price's theorem the derivative of a layer's
 covariance map along an off-diagonal entry is :math:`\mathbb{E}[\phi'\phi']`, exactly the factor
@@ -43,7 +43,7 @@ GROWTH_WINDOW = (1_000, 10_000)
 
 
 class MeanField(NamedTuple):
-    r"""What :func:`analyse` finds for a block.
+    r"""What :func:`mftlib.analyse` finds for a block.
 
     Attributes:
         q_star: stable fixed point of the length map (``inf`` where the length grows without
@@ -61,7 +61,8 @@ class MeanField(NamedTuple):
         has_fixed_point: whether :math:`q^*` is finite.
         growth_exponent: without a fixed point, the apparent exponent :math:`\gamma` of
             :math:`q^l \propto l^\gamma`, from the iterated length map between depths
-            :data:`GROWTH_WINDOW` starting at :math:`q^0 = 1` (``inf`` for exponential growth);
+            :data:`mftlib.core.GROWTH_WINDOW` starting at :math:`q^0 = 1` (``inf`` for exponential
+            growth);
             NaN where there is a fixed point.
     """
 
@@ -187,18 +188,19 @@ def mean_field(block: Layer) -> MeanField:
     slope1 = chi_c_at(1.0)
     c_one_fixed = jnp.abs(c1 - 1.0) <= 1e-12
 
-    # c = 1 a fixed point: search (C(c) - c)/(1 - c) = 1 - (C(1) - C(c))/(1 - c) on [0, 1),
-    # which has no root at c = 1 (as mftlib.dense does).
-    def g(c):
+    # One root search for both cases, sharing each evaluation of C. With c = 1 a fixed point:
+    # (C(c) - c)/(1 - c) = 1 - (C(1) - C(c))/(1 - c) on [0, 1), which has no root at c = 1 (as
+    # mftlib.dense does). Without (dropout: C(1) < 1): C(c) - c on [0, 1].
+    def f(c):
+        cc = C(c)
         one_minus = jnp.where(c < 1.0, 1.0 - c, 1.0)
-        return 1.0 - (c1 - C(c)) / one_minus
+        return jnp.where(c_one_fixed, 1.0 - (c1 - cc) / one_minus, cc - c)
 
-    g0 = g(0.0)
-    root_a = dynamics.find_root(g, 0.0, 1.0, g_lo=g0, g_hi=1.0 - slope1).value
-    c_a = jnp.where(slope1 <= 1.0, 1.0, jnp.where(g0 <= 0.0, 0.0, root_a))
-    # c = 1 not a fixed point (dropout: C(1) < 1): the root of C(c) - c in [0, 1].
-    c_b = dynamics.find_root(lambda c: C(c) - c, 0.0, 1.0).value
-    c = jnp.where(c_one_fixed, c_a, c_b)
+    f0 = f(0.0)
+    f1 = jnp.where(c_one_fixed, 1.0 - slope1, c1 - 1.0)
+    root = dynamics.find_root(f, 0.0, 1.0, g_lo=f0, g_hi=f1).value
+    ordered = slope1 <= 1.0
+    c = jnp.where(c_one_fixed, jnp.where(ordered, 1.0, jnp.where(f0 <= 0.0, 0.0, root)), root)
 
     chi_c = chi_c_at(c)
     chi1 = _tangent(block, jnp.reshape(qs, (1, 1)), jnp.ones((1, 1)))[0, 0]
@@ -267,7 +269,7 @@ def analyse(block: Layer) -> MeanField:
 
 
 def analyse_grid(make_block, *grids) -> dict[str, Array]:
-    """:func:`analyse` over the outer product of hyperparameter grids (``jax.vmap``, jitted).
+    """:func:`mftlib.analyse` over the outer product of hyperparameter grids (``jax.vmap``, jitted).
 
     ``make_block(a, b, ...)`` builds the block from one value of each grid; the result maps each
     field of :class:`MeanField` but ``growth_exponent`` to an array of shape
@@ -293,7 +295,7 @@ def analyse_grid(make_block, *grids) -> dict[str, Array]:
 
 
 def _check_inputs(name: str, x) -> np.ndarray:
-    if hasattr(x, "ndim") and x.ndim < 2 or np.ndim(x) < 2:
+    if np.ndim(x) < 2:
         raise ValueError(f"{name} must be (n, d) or (n, *spatial, channels), got {np.shape(x)}")
     V.matrix(name, x, ndim=np.ndim(x))
     return x
@@ -310,7 +312,8 @@ def _kernels_impl(net: Layer, x: Array, ntk: bool):
     K, spatial = _input_kernel(x)
     T = jnp.zeros_like(K) if ntk else None
     K, T, out = net.kernel(K, T, spatial)
-    return K, T, out
+    # The output's spatial shape is static; it leaves jit as the shape of an empty marker.
+    return K, T, jnp.zeros(out + (0,))
 
 
 _kernels_jit = jax.jit(_kernels_impl, static_argnums=2)
@@ -340,7 +343,8 @@ def kernels(net: Layer, x1, x2=None, *, ntk: bool = True) -> Kernels:
                 f"{np.shape(x2)}"
             )
         x = jnp.concatenate([jnp.asarray(x1, jnp.float64), jnp.asarray(x2, jnp.float64)])
-    K, T, spatial = _kernels_jit(net, x, ntk)
+    K, T, marker = _kernels_jit(net, x, ntk)
+    spatial = tuple(marker.shape[:-1])
     P = int(np.prod(spatial)) if spatial else 1
     n = x.shape[0]
 
@@ -360,7 +364,7 @@ def kernels(net: Layer, x1, x2=None, *, ntk: bool = True) -> Kernels:
 
 
 def default_stem(block: Layer) -> Layer:
-    """The input layer :func:`simulate` puts before the blocks: a copy of the block's first
+    """The input layer :func:`mftlib.simulate` puts before the blocks: a copy of the block's first
     ``Dense`` (or ``Conv``), so that layer 0 has the pre-activation kernel
     :math:`\\sigma_b^2 + \\sigma_w^2 x\\cdot x'/d` of :func:`mftlib.nngp_kernel`."""
     for layer in walk(block):
@@ -444,7 +448,8 @@ def simulate(
     Measures every layer's empirical kernel over the sites and the squared gradient norms of an
     independent random readout per input (:class:`Simulation`); the prediction is the covariance
     map iterated from the same inputs and the product of the per-block gradient factors. The
-    default ``stem`` is :func:`default_stem`. Seeds run one after another (``lax.map``), so
+    default ``stem`` is :func:`mftlib.core.default_stem`. Seeds run one after another
+    (``lax.map``), so
     memory is one network's weights and activations.
     """
     _check_layer("block", block)

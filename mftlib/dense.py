@@ -77,7 +77,7 @@ def length_map(phi, sigma_w2, sigma_b2, q) -> Array:
 
 
 def length_map_traced(act: Activation, sw, sb, q):
-    """:func:`length_map` for an :class:`~mftlib.activations.Activation` and float64 arrays
+    """:func:`mftlib.length_map` for an :class:`~mftlib.activations.Activation` and float64 arrays
     (unchecked, traceable): ``sw * E[phi(sqrt(q) z)^2] + sb``, elementwise."""
     return sw * act.mean_square(q) + sb
 
@@ -110,7 +110,7 @@ def correlation_map(phi, sigma_w2, sigma_b2, c, q=None) -> Array:
 
 
 def correlation_map_traced(act: Activation, sw, sb, q, c):
-    """:func:`correlation_map` at length ``q`` (unchecked, traceable; scalar ``c``):
+    """:func:`mftlib.correlation_map` at length ``q`` (unchecked, traceable; scalar ``c``):
     ``(sw * E[phi(u_1) phi(u_2)] + sb) / q`` with ``u`` of variances ``q`` and correlation ``c``."""
     return (sw * act.pair_moment(q, q, c * q) + sb) / q
 
@@ -133,7 +133,7 @@ def _covariance_map(act: Activation, sw, sb, S):
 
 @partial(jax.jit, static_argnums=0)
 def q_star_traced(act: Activation, sw, sb, q0):
-    """:func:`q_star` for an :class:`~mftlib.activations.Activation` and float64 arrays
+    """:func:`mftlib.q_star` for an :class:`~mftlib.activations.Activation` and float64 arrays
     (unchecked, traceable, jitted): the stable fixed point of the length map, elementwise over
     ``sw, sb``; ``inf`` where the length map diverges."""
     if act.homogeneous:
@@ -200,7 +200,7 @@ def q_star(phi, sigma_w2, sigma_b2, q0: float = 1.0) -> Array:
 @partial(jax.jit, static_argnums=0)
 def chi1_traced(act: Activation, sw, q):
     r""":math:`\chi_1 = \sigma_w^2\,\mathbb{E}[\phi'(\sqrt{q}z)^2]` at a given length ``q``
-    (unchecked, traceable, jitted); :func:`chi1` evaluates it at :math:`q^*`."""
+    (unchecked, traceable, jitted); :func:`mftlib.chi1` evaluates it at :math:`q^*`."""
     return sw * act.mean_square_derivative(q)
 
 
@@ -285,7 +285,8 @@ def _one_dimensional(act: Activation, sw, sb) -> dict:
 @partial(jax.jit, static_argnums=0)
 def quantities_traced(act: Activation, sw, sb) -> dict:
     r"""All mean-field quantities at one :math:`(\sigma_w^2, \sigma_b^2)` (unchecked, traceable,
-    jitted; vmappable): the dict of :func:`phase_diagram` (``q_star, c_star, chi1, chi_c, xi_q,
+    jitted; vmappable): the dict of :func:`mftlib.phase_diagram` (``q_star, c_star, chi1, chi_c,
+    xi_q,
     xi_c, diverged``) as scalars. The 1-D ones first, then c*, chi_c, xi_c by 2-D quadrature."""
     out = _one_dimensional(act, sw, sb)
     finite = ~out["diverged"]
@@ -510,7 +511,8 @@ def _pair_batch(act: Activation, a, b, k):
 @jax.jit
 def nngp_input_layer(x1, x2, sw, sb):
     r"""The layer-0 kernel :math:`K^0(x, x') = \sigma_b^2 + \sigma_w^2\, x\cdot x'/d` of
-    :func:`nngp_kernel` (unchecked, jitted): returns the variances of ``x1`` ``(n1,)``, of ``x2``
+    :func:`mftlib.nngp_kernel` (unchecked, jitted): returns the variances of ``x1`` ``(n1,)``, of
+    ``x2``
     ``(n2,)`` and the cross-covariance ``(n1, n2)``."""
     d = x1.shape[1]
     return (

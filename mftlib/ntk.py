@@ -54,7 +54,8 @@ def nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> tuple[Array, Ar
     Same convention as :func:`mftlib.nngp_kernel` (layer 0 kernel
     :math:`\sigma_b^2 + \sigma_w^2 x\cdot x'/d`, ``depth`` hidden layers, then the readout); the
     NTK follows the recursion in the module docstring, computed by :func:`mftlib.kernels` on
-    :func:`network` (the layer specs of :mod:`mftlib.layers`). Gaussian expectations use the
+    :func:`mftlib.ntk.network` (the layer specs of :mod:`mftlib.layers`). Gaussian expectations use
+    the
     closed forms where they exist (ReLU, erf, linear) and 2-D quadrature otherwise (fine for a
     few hundred inputs; the kernels of thousands of inputs are fast only for the closed forms).
 
@@ -75,12 +76,12 @@ def nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> tuple[Array, Ar
 
 
 def network(phi, sigma_w2, sigma_b2, depth: int) -> layers.Serial:
-    """The network of :func:`nngp_and_ntk` as layer specs: ``serial(Dense, repeat(serial(Phi,
+    """The network of :func:`mftlib.nngp_and_ntk` as layer specs: ``serial(Dense, repeat(serial(Phi,
     Dense), depth))``, all dense layers with the same variances."""
     dense = layers.Dense(sigma_w2, sigma_b2)
     return layers.serial(dense, layers.repeat(layers.serial(layers.Phi(phi), dense), depth))
 
 
 def ntk_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
-    r"""The NTK :math:`\Theta` after ``depth`` hidden layers (see :func:`nngp_and_ntk`)."""
+    r"""The NTK :math:`\Theta` after ``depth`` hidden layers (see :func:`mftlib.nngp_and_ntk`)."""
     return nngp_and_ntk(x1, x2, phi, sigma_w2, sigma_b2, depth)[1]

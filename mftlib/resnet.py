@@ -65,7 +65,7 @@ def check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2) -> tuple[Activ
 
     Returns ``(act, (sv, sa, sw, sb))``: the :class:`~mftlib.activations.Activation` and the
     variances as float64 arrays (scalars, or one value per block), with ``sw, sb = 1, 0`` for the
-    reduced net. Shared by the theory here and by :func:`mftlib.networks.resnet.simulate`, so
+    reduced net. Shared by the theory here and by ``mftlib.networks.resnet.simulate``, so
     that both read the variances the same way.
     """
     act = activation(phi)

@@ -25,7 +25,7 @@ Every training loop of the library is :func:`optimize` (one ``lax.scan`` of opta
 minibatches or full batch, a custom loss, optional gradient clipping, and the loss at every step):
 :func:`train` and :func:`train_models` for classifiers of any architecture, and the
 architecture-specific trainers :func:`mftlib.networks.recurrent.train_memory`,
-:func:`mftlib.networks.graph.train_gnn` and :func:`mftlib.networks.ntk.train_gd` build on it.
+``mftlib.networks.graph.train_gnn`` and ``mftlib.networks.ntk.train_gd`` build on it.
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ def optimize(
 
     This is the one optimisation loop of the library: :func:`train`, :func:`train_depths`,
     :func:`train_models`, :func:`mftlib.networks.recurrent.train_memory`,
-    :func:`mftlib.networks.graph.train_gnn` and :func:`mftlib.networks.ntk.train_gd` all run it.
+    ``mftlib.networks.graph.train_gnn`` and ``mftlib.networks.ntk.train_gd`` all run it.
     Step :math:`t` evaluates the loss and its gradient at the current parameters
     (``jax.value_and_grad``), optionally clips every gradient entry to ``[-clip, clip]``, and
     applies the optimizer's update. It is traceable (only shapes are checked): callers
