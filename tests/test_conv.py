@@ -24,6 +24,7 @@ def _corr(n, seed=0):
     return R / np.outer(d, d)
 
 
+@pytest.mark.slow
 def test_diagonal_reduces_to_dense_length_map():
     n = 8
     q = np.linspace(0.5, 2.0, n)
@@ -37,6 +38,7 @@ def test_diagonal_reduces_to_dense_length_map():
     np.testing.assert_allclose(np.diag(out), float(dense.length_map(PHI, SW, SB, 1.0)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_fixed_point_is_dense_fixed_point():
     n = 6
     qs, cs = float(dense.q_star(PHI, SW, SB)), float(dense.c_star(PHI, SW, SB))
@@ -179,6 +181,7 @@ def test_delta_orthogonal_linear_cnn_is_isometric():
     np.testing.assert_allclose(lam, sw2**L, rtol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "phi, sw, sb, shape",
     [

@@ -40,10 +40,11 @@ def test_the_issue_snippet_runs_as_written():
     assert sim.kernel.shape == (4, 21, 3, 3) and sim.grad.shape == (4, 21, 3)
 
 
+# tanh goes through 2-D quadrature (seconds of compilation each): in the slow suite.
 CASES = [
-    ("tanh", 1.5, 0.05),  # ordered
-    ("tanh", 2.5, 0.1),  # chaotic
-    ("tanh", 0.8, 0.0),  # q* = 0
+    pytest.param("tanh", 1.5, 0.05, marks=pytest.mark.slow),  # ordered
+    pytest.param("tanh", 2.5, 0.1, marks=pytest.mark.slow),  # chaotic
+    pytest.param("tanh", 0.8, 0.0, marks=pytest.mark.slow),  # q* = 0
     ("erf", 3.0, 0.2),
     ("erf", 0.9, 0.3),
     ("relu", 1.8, 0.1),
@@ -76,6 +77,7 @@ def test_analyse_grid_is_the_phase_diagram():
         np.testing.assert_allclose(grid[k], ref[k], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_post_activation_block_has_the_same_multipliers():
     """serial(Dense, Phi) is conjugate to serial(Phi, Dense): same chi's, and its q* is the
     post-activation length E[phi(sqrt(q*_pre) z)^2]."""
@@ -87,6 +89,7 @@ def test_post_activation_block_has_the_same_multipliers():
         np.testing.assert_allclose(float(getattr(post, k)), float(getattr(pre, k)), rtol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sw", "rho"), [(1.5, 0.9), (3.0, 0.7)])
 def test_analyse_of_a_dropout_block_is_the_dropout_theory(sw, rho):
     mf = mft.analyse(L.serial(L.Phi("tanh"), L.Dropout(rho), L.Dense(sw, 0.05)))
@@ -127,7 +130,7 @@ def test_bad_arguments_raise():
 # --- kernels ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phi", ["relu", "erf", "tanh"])
+@pytest.mark.parametrize("phi", ["relu", "erf", pytest.param("tanh", marks=pytest.mark.slow)])
 def test_kernels_of_the_composed_dense_net_are_nngp_and_ntk(phi):
     rng = np.random.default_rng(2)
     x1, x2 = rng.normal(size=(5, 8)), rng.normal(size=(3, 8))

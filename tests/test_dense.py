@@ -321,6 +321,7 @@ def warm_correlation_map():
     return mft.correlation_map
 
 
+@pytest.mark.slow
 @settings(
     max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -443,6 +444,7 @@ def test_nngp_kernel_symmetric_psd_closed_forms(x, sw, sb):
 
 
 # tanh goes through quadrature / Hermite series: each call costs ~0.5 s, so fewer examples.
+@pytest.mark.slow
 @settings(max_examples=4, deadline=None)
 @given(x=INPUT_SETS, sw=st.floats(0.5, 3.0), sb=st.floats(0.0, 1.0))
 def test_nngp_kernel_symmetric_psd_tanh(x, sw, sb):

@@ -65,6 +65,7 @@ def test_relu_closed_form_c_star_below_one():
     assert math.isfinite(_f(dr.depth_scales("relu", 1.5, 0.1, 0.9)[1]))
 
 
+@pytest.mark.slow
 def test_xi_c_finite_and_capped():
     grid = np.linspace(1.0, 4.0, 31)
     crit = _f(mft.critical_sigma_w2("tanh", SB))

@@ -57,6 +57,7 @@ def _ref_ntk(x, dphi, phi_name, sw, sb, depth):
     return k, theta
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "phi, dphi",
     [

@@ -67,6 +67,7 @@ def test_gru_chi_closed_form_against_finite_differences():
     np.testing.assert_allclose(fp["chi_c"], fd, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sw, sb", [(1.3, 0.01), (3.0, 0.01)])
 def test_vanilla_chi_is_the_linearisation_of_the_map(sw, sb):
     """chi_c (dense.phase_diagram at the effective bias) and chi_q against the eigenvalues of
@@ -198,6 +199,7 @@ def test_memory_task_and_a_tiny_training_run():
 LSTM = (1.0, 1.0, 0.0)  # sigma_w2, sigma_u2, sigma_b2 of the LSTM tests
 
 
+@pytest.mark.slow
 def test_lstm_fixed_point_is_fixed_and_chi_is_the_slope_of_the_map():
     p = (*LSTM, 2.0, 0.5, -0.5)  # mu_f, mu_i, mu_o
     fp = recurrent.lstm_fixed_point(*p, r=1.0)
@@ -224,6 +226,7 @@ def test_lstm_fixed_point_is_fixed_and_chi_is_the_slope_of_the_map():
     np.testing.assert_allclose(fp["xi_c"], -1.0 / np.log(float(fp["chi_c"])), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_lstm_forget_bias_lengthens_memory_and_trajectory_relaxes_at_chi():
     out = recurrent.lstm_timescales([0.5, 2.0], np.linspace(-2, 8, 11), 0.1, 0.0)
     chi = np.asarray(out["chi_c"])
