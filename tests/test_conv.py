@@ -217,3 +217,33 @@ def test_mode_multipliers_are_eigenvalues_of_the_linearised_map(phi, sw, sb, sha
         np.sort(np.concatenate([ds["xi_q"].ravel()] + [ds["xi_c"].ravel()] * pairs)),
         rtol=1e-8,
     )
+
+
+def test_jacobian_of_a_delta_orthogonal_linear_cnn_is_an_isometry():
+    """Linear layers with a Haar-orthogonal centre tap only: every singular value is 1."""
+    s2 = cn.jacobian_singular_values(
+        jax.random.PRNGKey(2), 5, 8, 3, 3, 1.0, 0.0, 1.0, init="delta_orthogonal", phi="linear"
+    )
+    assert s2.shape == (40,)
+    np.testing.assert_allclose(s2, 1.0, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_simulated_spatial_covariances_follow_the_cnn_map():
+    """Mean over seeds of the simulated covariances against the CNN covariance map, within five
+    seed standard errors plus a 1/C finite-width allowance."""
+    P, C, L, seeds = 6, 256, 5, 12
+    theta = np.random.default_rng(0).uniform(0, 2 * np.pi, P)
+    S0 = 0.5 * (0.9 * np.cos(theta[:, None] - theta[None, :]) + 0.1 * np.eye(P))
+    sims = np.array(
+        [
+            cn.simulate_spatial_covariances(jax.random.PRNGKey(s), S0, C, L, 3, 1.8, 0.05)
+            for s in range(seeds)
+        ]
+    )
+    assert sims.shape == (seeds, L + 1, P, P)
+    theory = np.asarray(
+        conv.conv_covariance_trajectory("tanh", 1.8, 0.05, S0, conv.uniform_filter(3), P, L)
+    )
+    se = sims.std(axis=0, ddof=1) / np.sqrt(seeds)
+    assert np.all(np.abs(sims.mean(0) - theory) <= 5 * se + 3.0 * np.abs(theory).max() / C)

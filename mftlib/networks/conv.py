@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
+from mftlib import spectra
 from mftlib.activations import Activation, activation
 
 Array = jax.Array
@@ -225,3 +226,78 @@ def spatial_covariance(h: Array, spatial_ndim: int = 1) -> Array:
     P = int(np.prod(h.shape[h.ndim - 1 - spatial_ndim : -1]))
     flat = h.reshape(lead + (P, h.shape[-1]))
     return jnp.einsum("...ai,...bi->...ab", flat, flat) / h.shape[-1]
+
+
+# --- experiments of chapter 8: covariances through depth, input-output Jacobians -----------------
+
+
+def simulate_spatial_covariances(
+    key, Sigma0, channels: int, depth: int, filter_size: int, sigma_w2, sigma_b2, phi="tanh"
+) -> Array:
+    r"""Spatial covariances :math:`\hat\Sigma^l` of one random 1-D CNN, layer by layer.
+
+    The layer-0 pre-activations are drawn with covariance ``Sigma0`` between the ``P`` positions
+    (``h^0 = \mathrm{chol}(\Sigma^0)\, z``, ``channels`` independent columns, from
+    ``fold_in(key, 10**6)``); layers ``1..depth`` apply :math:`\phi`, a circular convolution with
+    Gaussian taps (:func:`init_conv_stacked` from ``key``) and the bias. Returns
+    ``(depth + 1, P, P)``: :func:`spatial_covariance` of every layer, to be compared with
+    :func:`mftlib.conv.conv_covariance_trajectory` from ``Sigma0``.
+    """
+    key = V.key(key)
+    act = activation(phi)
+    V.covariance("Sigma0", Sigma0)
+    channels = V.positive_int("channels", channels)
+    depth = V.positive_int("depth", depth)
+    P = np.shape(Sigma0)[0]
+    chol = jnp.asarray(np.linalg.cholesky(np.asarray(Sigma0) + 1e-12 * np.eye(P)))
+    _, stacked = init_conv_stacked(key, channels, channels, depth, filter_size, sigma_w2, sigma_b2)
+    return _spatial_covariances(key, chol, stacked, act, channels)
+
+
+@partial(jax.jit, static_argnames=("act", "channels"))
+def _spatial_covariances(key, chol, stacked, act: Activation, channels: int):
+    P = chol.shape[0]
+    h0 = (chol @ jax.random.normal(jax.random.fold_in(key, 10**6), (P, channels)))[None]
+
+    def body(h, wb):
+        h = circular_conv(act.fn(h), wb[0]) + wb[1]
+        return h, h
+
+    _, hs = jax.lax.scan(body, h0, stacked)
+    return jnp.concatenate([spatial_covariance(h0, 1), spatial_covariance(hs[:, 0], 1)])
+
+
+def jacobian_singular_values(
+    key,
+    positions: int,
+    channels: int,
+    depth: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    q0,
+    init: str = "gaussian",
+    phi="tanh",
+) -> np.ndarray:
+    r"""Squared singular values of the input-output Jacobian :math:`\partial x^L/\partial x^0`
+    of one random 1-D CNN, :math:`x^l = \phi(W^l * x^{l-1} + b^l)`, at a random input
+    :math:`x^0 = \phi(h^0)` with :math:`h^0 \sim \mathcal{N}(0, q_0)` (from
+    ``fold_in(key, 10**6)``); layers from :func:`init_conv` with ``init`` ("gaussian" or
+    "delta_orthogonal"). Returns the ``positions * channels`` values, to be compared with the
+    free-probability spectra of :mod:`mftlib.spectra` (Pennington et al. 2017; Xiao et al.
+    2018)."""
+    key = V.key(key)
+    act = activation(phi)
+    V.variance("q0", q0)
+    positions = V.positive_int("positions", positions)
+    params = init_conv(key, channels, channels, depth, filter_size, sigma_w2, sigma_b2, init=init)
+    h0 = jnp.sqrt(q0) * jax.random.normal(jax.random.fold_in(key, 10**6), (1, positions, channels))
+
+    def f(x):  # x = phi(h^0), flattened; layers 1..depth
+        h = x.reshape(1, positions, channels)
+        for W, b in params[1:]:
+            h = act.fn(circular_conv(h, W) + b)
+        return h.ravel()
+
+    J = jax.jacfwd(f)(act.fn(h0).ravel())
+    return np.asarray(spectra.squared_singular_values(J))
