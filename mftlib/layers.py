@@ -81,15 +81,21 @@ def _f64(x) -> Array:
 
 
 class Layer:
-    """Base class of the specs (see the module docstring for the three methods)."""
+    """Base class of the specs (ARCHITECTURE.md, "How to add a layer")."""
 
     def kernel(self, K: Array, T: Array | None, spatial: Shape) -> tuple:
+        """The mean-field map ``(K, T, spatial) -> (K', T', spatial')`` on ``(m, m)`` site
+        matrices (``T = None``: the NNGP kernel alone). Unchecked and traceable."""
         raise NotImplementedError
 
     def init(self, key: Array, in_shape: Shape, width: int) -> tuple[Shape, Any]:
+        """``(out_shape, params)`` of a finite random layer for one input of shape
+        ``in_shape``; layers with weights output ``width`` units or channels."""
         return in_shape, ()
 
     def apply(self, params, x: Array, key: Array | None = None) -> Array:
+        """The finite layer on a batch ``x`` of shape ``(n, *in_shape)``; ``key`` only for
+        layers that draw at every forward pass (:class:`Dropout`)."""
         raise NotImplementedError
 
     def sublayers(self) -> tuple[Layer, ...]:
