@@ -133,7 +133,7 @@ def _block(act: Activation, sv, sa, sw, sb, S):
     return _spec(act, sv, sa, sw, sb).kernel(S, None, ())[0]
 
 
-def covariance_map(phi, sigma_v2, sigma_a2, Sigma, sigma_w2=None, sigma_b2=None) -> Array:
+def covariance_map(phi, sigma_v2, sigma_a2, Sigma, *, sigma_w2=None, sigma_b2=None) -> Array:
     r"""One residual block's map :math:`\Sigma^{l-1} \mapsto \Sigma^l` (module docstring).
 
     ``Sigma`` is the :math:`n\times n` covariance of the residual stream over ``n`` inputs;
@@ -150,7 +150,7 @@ def covariance_map(phi, sigma_v2, sigma_a2, Sigma, sigma_w2=None, sigma_b2=None)
 
 
 def covariance_trajectory(
-    phi, sigma_v2, sigma_a2, Sigma0, depth: int, sigma_w2=None, sigma_b2=None
+    phi, sigma_v2, sigma_a2, Sigma0, depth: int, *, sigma_w2=None, sigma_b2=None
 ) -> Array:
     """:func:`covariance_map` iterated ``depth`` times from ``Sigma0``: ``(depth+1, n, n)``."""
     act, (sv, sa, sw, sb) = check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
@@ -178,7 +178,7 @@ def _lengths(act: Activation, sv, sa, sw, sb, p0, depth: int):
 
 
 def length_trajectory(
-    phi, sigma_v2, sigma_a2, p0, depth: int, sigma_w2=None, sigma_b2=None
+    phi, sigma_v2, sigma_a2, p0, depth: int, *, sigma_w2=None, sigma_b2=None
 ) -> dict:
     r"""Length :math:`p^l` of the residual stream, :math:`l = 0..` ``depth``, and :math:`q^l`.
 
@@ -215,7 +215,7 @@ def _backward(phi, sigma_v2, sigma_a2, p0, depth, sigma_w2, sigma_b2) -> dict:
 
 
 def gradient_trajectory(
-    phi, sigma_v2, sigma_a2, p0, depth: int, sigma_w2=None, sigma_b2=None
+    phi, sigma_v2, sigma_a2, p0, depth: int, *, sigma_w2=None, sigma_b2=None
 ) -> np.ndarray:
     r"""Gradient amplification :math:`\chi^l/\chi^{L}` for :math:`l = 0..L` (``L = depth``).
 
@@ -228,7 +228,7 @@ def gradient_trajectory(
 
 
 def gradient_amplification(
-    phi, sigma_v2, sigma_a2, p0, depth: int, sigma_w2=None, sigma_b2=None
+    phi, sigma_v2, sigma_a2, p0, depth: int, *, sigma_w2=None, sigma_b2=None
 ) -> np.ndarray:
     r"""Input-to-output gradient amplification :math:`\chi^0/\chi^L` of the networks of every
     depth :math:`L = 0..` ``depth`` at once (entry ``L``; entry 0 is 1).
@@ -247,6 +247,7 @@ def weight_gradients(
     sigma_a2,
     p0,
     depth: int,
+    *,
     sigma_w2,
     sigma_b2=None,
     width: int = 1,

@@ -208,7 +208,7 @@ def test_weight_gradients_scale_with_inverse_hidden_width():
     with pytest.raises(ValueError, match="hidden_widths"):
         resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, hidden_widths=[4, 4], **kw)
     with pytest.raises(ValueError, match="full net"):
-        resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, None)
+        resnet.weight_gradients("tanh", 1.0, 0.0, 1.0, 6, sigma_w2=None)
 
 
 def test_phase_diagram_matches_the_amplification_of_one_schedule():
@@ -238,7 +238,7 @@ def test_width_variation_in_simulation():
         jax.random.PRNGKey(7), X2, "tanh", 1.0, 0.0, L, sigma_w2=1.0, n_seeds=seeds, hidden_widths=m
     )
     p0 = X2[0] @ X2[0] / N
-    th = resnet.weight_gradients("tanh", 1.0, 0.0, p0, L, 1.0, width=N, hidden_widths=m)
+    th = resnet.weight_gradients("tanh", 1.0, 0.0, p0, L, sigma_w2=1.0, width=N, hidden_widths=m)
     p = resnet.length_trajectory("tanh", 1.0, 0.0, p0, L, sigma_w2=1.0)["p"]
     # Forward: the lengths do not depend on the hidden widths (seed spread ~5 % at N = 256).
     np.testing.assert_allclose(sim["cov"][:, -1, 0, 0].mean(), p[-1], rtol=0.1)
