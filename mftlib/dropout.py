@@ -61,16 +61,18 @@ from mftlib.dense import (
 Array = jax.Array
 
 
-def _keep(name: str, rho):
-    """Keep probability: finite, in (0, 1]."""
+def check_keep(name: str, rho):
+    """A keep probability: finite, in (0, 1]; raises ValueError naming ``name``."""
     return V.real(name, rho, lo=0.0, hi=1.0, lo_open=True)
 
 
-def _params(phi, sigma_w2, sigma_b2, rho) -> Activation:
+def check_parameters(phi, sigma_w2, sigma_b2, rho) -> Activation:
+    """The activation, after checking both variances and the keep probability (shared with the
+    finite networks of :mod:`mftlib.networks.dropout`)."""
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2)
     V.variance("sigma_b2", sigma_b2)
-    _keep("rho", rho)
+    check_keep("rho", rho)
     return act
 
 
@@ -84,7 +86,7 @@ def _f64(x) -> Array:
 def length_map(phi, sigma_w2, sigma_b2, rho, q) -> Array:
     r"""Length map with dropout, :math:`q \mapsto (\sigma_w^2/\rho)\int\mathcal{D}z\,
     \phi(\sqrt q z)^2 + \sigma_b^2` (Schoenholz et al. 2017, eq. 10). Broadcasts over ``q``."""
-    act = _params(phi, sigma_w2, sigma_b2, rho)
+    act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     V.variance("q", q)
     return length_map_traced(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), _f64(q))
 
@@ -99,7 +101,7 @@ def correlation_map(phi, sigma_w2, sigma_b2, rho, c) -> Array:
     with :math:`q^*` the fixed point of :func:`length_map`. For :math:`\rho < 1` the image of
     :math:`c = 1` is below 1. Broadcasts over ``c``.
     """
-    act = _params(phi, sigma_w2, sigma_b2, rho)
+    act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     V.correlation("c", c)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
     q = q_star_traced(act, sw / _f64(rho), sb, 1.0)
@@ -164,7 +166,7 @@ def quantities(phi, sigma_w2, sigma_b2, rho) -> dict:
     :math:`c^*`), ``xi_q`` and ``xi_c`` (:math:`-1/\log` of the slopes, Schoenholz et al. eq. 6
     and 9). Where :math:`q^*` is 0 or infinite, everything but ``q_star`` is NaN.
     """
-    act = _params(phi, sigma_w2, sigma_b2, rho)
+    act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2), ("rho", rho)):
         if np.ndim(value) != 0:
             raise ValueError(f"{name} must be a number (use sweep for a grid), got {value!r}")
@@ -173,7 +175,7 @@ def quantities(phi, sigma_w2, sigma_b2, rho) -> dict:
 
 def q_star(phi, sigma_w2, sigma_b2, rho) -> Array:
     r"""Fixed point of the dropout length map: the dense :math:`q^*` at :math:`\sigma_w^2/\rho`."""
-    act = _params(phi, sigma_w2, sigma_b2, rho)
+    act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     return q_star_traced(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), 1.0)
 
 
@@ -219,7 +221,7 @@ def sweep(phi, sigma_w2_grid, sigma_b2, rho) -> dict:
     V.grid("sigma_w2_grid", sigma_w2_grid)
     V.variance("sigma_w2_grid", sigma_w2_grid)
     V.variance("sigma_b2", sigma_b2)
-    _keep("rho", rho)
+    check_keep("rho", rho)
     return _sweep(act, _f64(sigma_w2_grid), _f64(sigma_b2), _f64(rho))
 
 

@@ -69,7 +69,9 @@ __all__ = [
 # --- validation ---------------------------------------------------------------------------------
 
 
-def _params(phi, sigma_w2, sigma_b2) -> Activation:
+def check_parameters(phi, sigma_w2, sigma_b2) -> Activation:
+    """The activation, after checking that both variances are scalars >= 0 (shared with the
+    finite networks of :mod:`mftlib.networks.expressivity`)."""
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2)
     V.variance("sigma_b2", sigma_b2)
@@ -79,7 +81,8 @@ def _params(phi, sigma_w2, sigma_b2) -> Activation:
     return act
 
 
-def _q(name: str, q) -> float:
+def check_length(name: str, q) -> float:
+    """A scalar input length ``q > 0``, as a float; TypeError or ValueError naming ``name``."""
     if np.ndim(q) != 0:
         raise TypeError(f"{name} must be a scalar variance, got shape {np.shape(q)}")
     return float(V.variance(name, q, positive=True))
@@ -172,8 +175,8 @@ def manifold_theory(
         ``width`` also ``euclidean_length`` (:math:`2\pi\sqrt{N\bar g^E}`) and ``curvature``
         (:math:`\bar\kappa/\sqrt N`).
     """
-    act = _params(phi, sigma_w2, sigma_b2)
-    q0 = _q("q0", q0)
+    act = check_parameters(phi, sigma_w2, sigma_b2)
+    q0 = check_length("q0", q0)
     depth = V.nonneg_int("depth", depth)
     if width is not None:
         width = V.positive_int("width", width)
@@ -233,8 +236,8 @@ def polygon_length_theory(
     Returns:
         Array of length ``depth + 1``.
     """
-    act = _params(phi, sigma_w2, sigma_b2)
-    q0 = _q("q0", q0)
+    act = check_parameters(phi, sigma_w2, sigma_b2)
+    q0 = check_length("q0", q0)
     width = V.positive_int("width", width)
     n = _n_points(n_points)
     c = math.cos(2.0 * math.pi / n)

@@ -24,7 +24,7 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import dropout, dynamics, fitting
-from mftlib.activations import Activation, activation
+from mftlib.activations import Activation
 from mftlib.dense import correlation_map_traced
 from mftlib.networks.dense import (
     check_simulation_args,
@@ -34,19 +34,6 @@ from mftlib.networks.dense import (
 )
 
 Array = jax.Array
-
-
-def _keep(name: str, rho):
-    """Keep probability: finite, in (0, 1] (as :mod:`mftlib.dropout` checks it)."""
-    return V.real(name, rho, lo=0.0, hi=1.0, lo_open=True)
-
-
-def _params(phi, sigma_w2, sigma_b2, rho) -> Activation:
-    act = activation(phi)
-    V.variance("sigma_w2", sigma_w2)
-    V.variance("sigma_b2", sigma_b2)
-    _keep("rho", rho)
-    return act
 
 
 def _f64(x) -> Array:
@@ -95,7 +82,7 @@ def preactivation_moments(
     key, x, act, sw2, sb2, widths, depth, n_seeds = check_simulation_args(
         key, x, phi, sigma_w2, sigma_b2, width, depth, n_seeds
     )
-    rho = float(_keep("rho", rho))
+    rho = float(dropout.check_keep("rho", rho))
     seed_keys = jax.random.split(key, n_seeds)
     h = jnp.broadcast_to(x, (n_seeds,) + x.shape)
     kernels = []
@@ -149,7 +136,7 @@ def correlation_decay(
         (boolean mask of the fitted layers), ``xi_fit`` ``(n_seeds,)`` and the theory's ``xi_c``,
         ``c_star``.
     """
-    act = _params(phi, sigma_w2, sigma_b2, rho)
+    act = dropout.check_parameters(phi, sigma_w2, sigma_b2, rho)
     V.correlation("c0", c0)
     width = V.positive_int("width", width)
     depth = V.positive_int("depth", depth)

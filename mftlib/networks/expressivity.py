@@ -24,29 +24,9 @@ import numpy as np
 
 from mftlib import _validate as V
 from mftlib import expressivity
-from mftlib.activations import Activation, activation
 from mftlib.networks.dense import forward, init_dense, make_inputs
 
 Array = jax.Array
-
-
-# --- validation (as in mftlib.expressivity) -----------------------------------------------------
-
-
-def _params(phi, sigma_w2, sigma_b2) -> Activation:
-    act = activation(phi)
-    V.variance("sigma_w2", sigma_w2)
-    V.variance("sigma_b2", sigma_b2)
-    for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
-        if np.ndim(value) != 0:
-            raise TypeError(f"{name} must be a scalar variance, got shape {np.shape(value)}")
-    return act
-
-
-def _q(name: str, q) -> float:
-    if np.ndim(q) != 0:
-        raise TypeError(f"{name} must be a scalar variance, got shape {np.shape(q)}")
-    return float(V.variance(name, q, positive=True))
 
 
 # --- the circle through a random network --------------------------------------------------------
@@ -63,7 +43,7 @@ def circle_basis(key: Array, width: int, q: float) -> Array:
     width = V.positive_int("width", width)
     if width < 2:
         raise ValueError(f"width must be >= 2 to hold a circle, got {width}")
-    q = _q("q", q)
+    q = expressivity.check_length("q", q)
     return make_inputs(key, 2, width, q, c0=0.0).T
 
 
@@ -91,7 +71,7 @@ def propagate_circle(
     Returns:
         ``(hs, vs, accs)``: three lists of ``depth + 1`` arrays ``(len(theta), width)``.
     """
-    act = _params(phi, sigma_w2, sigma_b2)
+    act = expressivity.check_parameters(phi, sigma_w2, sigma_b2)
     width = V.positive_int("width", width)
     depth = V.nonneg_int("depth", depth)
     V.grid("theta", theta)
@@ -132,7 +112,7 @@ def manifold_geometry(
         dict of numpy arrays ``(n_seeds, depth + 1)``, keys as in
         :func:`~mftlib.expressivity.curve_geometry`.
     """
-    act = _params(phi, sigma_w2, sigma_b2)
+    act = expressivity.check_parameters(phi, sigma_w2, sigma_b2)
     n_seeds = V.positive_int("n_seeds", n_seeds)
     theta = expressivity.theta_grid(n_points)
     rows = []
