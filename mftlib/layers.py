@@ -40,6 +40,7 @@ arguments once, at construction, and raises ``ValueError``/``TypeError`` naming 
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,23 +81,24 @@ def _f64(x) -> Array:
     return jnp.asarray(x, dtype=jnp.float64)
 
 
-class Layer:
-    """Base class of the specs (ARCHITECTURE.md, "How to add a layer")."""
+class Layer(abc.ABC):
+    """Base class of the specs (ARCHITECTURE.md, "How to add a layer"); ``kernel`` and ``apply``
+    are abstract, ``init`` defaults to a layer without parameters."""
 
+    @abc.abstractmethod
     def kernel(self, K: Array, T: Array | None, spatial: Shape) -> tuple:
         """The mean-field map ``(K, T, spatial) -> (K', T', spatial')`` on ``(m, m)`` site
         matrices (``T = None``: the NNGP kernel alone). Unchecked and traceable."""
-        raise NotImplementedError
 
     def init(self, key: Array, in_shape: Shape, width: int) -> tuple[Shape, Any]:
         """``(out_shape, params)`` of a finite random layer for one input of shape
         ``in_shape``; layers with weights output ``width`` units or channels."""
         return in_shape, ()
 
+    @abc.abstractmethod
     def apply(self, params, x: Array, key: Array | None = None) -> Array:
         """The finite layer on a batch ``x`` of shape ``(n, *in_shape)``; ``key`` only for
         layers that draw at every forward pass (:class:`Dropout`)."""
-        raise NotImplementedError
 
     def sublayers(self) -> tuple[Layer, ...]:
         """The specs this one is made of (for walking a composition)."""
