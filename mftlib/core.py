@@ -169,7 +169,9 @@ def _q_star(block: Layer, q0=1.0):
     def r(q):
         return _map(block, jnp.reshape(q, (1, 1)))[0, 0] - q
 
-    return dynamics.stable_fixed_point_1d(r, q0=q0, tiny=TINY_Q)
+    # Every q fixed (relu at sigma_w2 = 2, sigma_b2 = 0): q0, the convention of mftlib.q_star.
+    every_q_fixed = (r(0.0) == 0.0) & (r(q0) == 0.0) & (r(2.0 * q0) == 0.0)
+    return jnp.where(every_q_fixed, q0, dynamics.stable_fixed_point_1d(r, tiny=TINY_Q))
 
 
 def mean_field(block: Layer) -> MeanField:

@@ -145,26 +145,10 @@ def q_star_traced(act: Activation, sw, sb, q0):
     def r(q):
         return length_map_traced(act, sw, sb, q) - q
 
-    r0 = r(0.0)
     slope0 = sw * act.mean_square_slope(0.0) - 1.0
-    zero_is_stable = (r0 == 0.0) & (slope0 <= 0.0)
-    lo = jnp.where(r0 > 0.0, 0.0, _TINY_Q)
-
-    def cond(s):
-        _, rhi, k = s
-        return jnp.any(rhi >= 0.0) & (k < _MAX_DOUBLINGS)
-
-    def body(s):
-        # Double the upper end until the residual is negative (lanes already there stay put).
-        hi, rhi, k = s
-        grow = rhi >= 0.0
-        hi = jnp.where(grow, 2.0 * hi, hi)
-        return hi, jnp.where(grow, r(hi), rhi), k + 1
-
-    hi0 = jnp.maximum(1.0, 2.0 * r0)
-    hi, rhi, _ = jax.lax.while_loop(cond, body, (hi0, r(hi0), 0))
-    root = dynamics.find_root(r, lo, hi, g_hi=rhi).value
-    return jnp.where(zero_is_stable, 0.0, jnp.where(rhi < 0.0, root, jnp.inf))
+    return dynamics.stable_fixed_point_1d(
+        r, tiny=_TINY_Q, max_doublings=_MAX_DOUBLINGS, slope_at_zero=slope0
+    )
 
 
 def _require_finite_q(q, act, sigma_w2, sigma_b2):

@@ -190,40 +190,48 @@ def find_root(
 
 
 def stable_fixed_point_1d(
-    r: Callable[[Array], Array], q0=1.0, tiny: float = 1e-14, max_doublings: int = 200
+    r: Callable[[Array], Array],
+    tiny: float = 1e-14,
+    max_doublings: int = 200,
+    slope_at_zero: Array | None = None,
 ) -> Array:
     r"""Stable fixed point :math:`q^* \ge 0` of a scalar map, given its residual
     :math:`r(q) = F(q) - q` on :math:`[0, \infty)` (a length map of any architecture).
 
-    * :math:`r \equiv 0` (every :math:`q` is fixed, e.g. relu at :math:`\sigma_w^2 = 2`,
-      :math:`\sigma_b^2 = 0`): ``q0``;
-    * :math:`r(0) = 0` and :math:`r(\text{tiny}) \le 0` (the signal dies): 0;
+    * :math:`r(0) = 0` and :math:`q = 0` attracts (the signal dies): 0. Attraction is read off
+      ``slope_at_zero`` (:math:`r'(0) \le 0`) where the caller has it in closed form, otherwise
+      off the sign of :math:`r(\text{tiny})`;
     * otherwise the upper end of a bracket is doubled until :math:`r < 0` and the root is found by
-      :func:`find_root`; if no such end exists below :math:`2^{\text{max\_doublings}}` the length
-      grows without bound and the result is ``inf``.
+      :func:`find_root`, searched above ``tiny`` where :math:`q = 0` is an unstable fixed point;
+      if no such end exists below :math:`2^{\text{max\_doublings}}` the length grows without
+      bound and the result is ``inf``.
 
-    Traceable and vmappable (``lax.while_loop``).
+    Elementwise: ``r`` may map an array of lanes (the loop runs until every lane has its bracket,
+    lanes already bracketed stay put), and it is traceable and vmappable (``lax.while_loop``).
+    A map with every :math:`q` fixed (:math:`r \equiv 0`) is the caller's to detect.
     """
-    q0 = jnp.asarray(q0, jnp.float64)
     r0 = r(jnp.float64(0.0))
-    identity = (r(q0) == 0.0) & (r(2.0 * q0) == 0.0) & (r0 == 0.0)
-    zero_is_stable = (r0 == 0.0) & (r(jnp.float64(tiny)) <= 0.0)
+    if slope_at_zero is None:
+        zero_is_stable = (r0 == 0.0) & (r(jnp.float64(tiny)) <= 0.0)
+    else:
+        zero_is_stable = (r0 == 0.0) & (slope_at_zero <= 0.0)
     lo = jnp.where(r0 > 0.0, 0.0, tiny)
 
     def cond(s):
         _, rhi, k = s
-        return (rhi >= 0.0) & (k < max_doublings)
+        return jnp.any(rhi >= 0.0) & (k < max_doublings)
 
     def body(s):
-        hi, _, k = s
-        return 2.0 * hi, r(2.0 * hi), k + 1
+        # Double the upper end until the residual is negative (lanes already there stay put).
+        hi, rhi, k = s
+        grow = rhi >= 0.0
+        hi = jnp.where(grow, 2.0 * hi, hi)
+        return hi, jnp.where(grow, r(hi), rhi), k + 1
 
     hi0 = jnp.maximum(1.0, 2.0 * r0)
     hi, rhi, _ = jax.lax.while_loop(cond, body, (hi0, r(hi0), 0))
     root = find_root(r, lo, hi, g_hi=rhi).value
-    return jnp.where(
-        identity, q0, jnp.where(zero_is_stable, 0.0, jnp.where(rhi < 0.0, root, jnp.inf))
-    )
+    return jnp.where(zero_is_stable, 0.0, jnp.where(rhi < 0.0, root, jnp.inf))
 
 
 def sym_to_vec(S: Array) -> Array:
