@@ -228,9 +228,7 @@ def stable_fixed_point_1d(
         hi = jnp.where(grow, 2.0 * hi, hi)
         return hi, jnp.where(grow, r(hi), rhi), k + 1
 
-    # Below ``tiny`` the bracket starts at the residual's own scale: from [0, 1], Illinois needs
-    # about log2(1/q*) steps to reach a root far below 1 (it ran out of steps near 1e-150).
-    hi0 = jnp.where((r0 > 0.0) & (r0 < tiny), 2.0 * r0, jnp.maximum(1.0, 2.0 * r0))
+    hi0 = jnp.maximum(1.0, 2.0 * r0)
     hi, rhi, _ = jax.lax.while_loop(cond, body, (hi0, r(hi0), 0))
     root = find_root(r, lo, hi, g_hi=rhi).value
     return jnp.where(zero_is_stable, 0.0, jnp.where(rhi < 0.0, root, jnp.inf))
