@@ -7,7 +7,9 @@
 #   make test-site  load every built page in headless Chromium and check what a reader sees
 #   make notebooks  regenerate chapters/*.ipynb from the MyST sources (make book does it too)
 #   make bench   run the timing benchmarks against their budgets
-#   make lint    ruff check + ruff format --check
+#   make lint    ruff check + ruff format --check (library, tests, tools and the chapters' code)
+#   make format  apply ruff's fixes and formatting (the chapters' code cells in their .md sources)
+#   make lock    re-resolve requirements.lock from requirements.txt at today's newest versions
 #   make clean   remove _build
 #
 # float64 for JAX is switched on inside mftlib, not here.
@@ -20,22 +22,36 @@ STAMP := $(VENV)/.installed
 export JAX_PLATFORMS = cpu
 export PYTHONHASHSEED = 0
 
-.PHONY: all venv book test test-slow test-all test-site notebooks bench lint format clean
+.PHONY: all venv lock book test test-slow test-all test-site notebooks bench lint format clean
 
 all: book
 
-# The virtual environment is rebuilt whenever requirements.txt or pyproject.toml changes.
+# The virtual environment is installed from requirements.lock (exact versions, hashed), so that
+# every machine builds with what CI tested; it is rebuilt whenever the lock or pyproject.toml
+# changes. requirements.txt keeps the ranges for people who install mftlib into their own
+# environment; `make lock` resolves it again.
 venv: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.lock pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -r requirements.txt
+	$(BIN)/python -m pip install --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --no-deps --no-build-isolation -e .
 	touch $@
+
+# Newest versions within requirements.txt's ranges, for Python 3.11.5+ on every platform, with the
+# hashes of every file. Review the diff, run `make test` and `make book`, and commit the lock.
+LOCK_FLAGS := --universal --python-version 3.11.5 --generate-hashes --no-emit-package mftlib \
+	--custom-compile-command "make lock"
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile requirements.txt $(LOCK_FLAGS) --upgrade -o requirements.lock
 
 # -W turns every Sphinx warning into an error (--keep-going reports all of them first);
 # -n (nitpicky) also flags every unresolved cross-reference.
+# tools/book_cache.py clears the execution cache when mftlib, the installed packages or MFT_SCALE
+# changed since the last build (MyST-NB's cache keys on a notebook's code cells only).
 book: $(STAMP) notebooks
+	$(BIN)/python tools/book_cache.py --build _build
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build . --builder html -W --keep-going -n; \
 	status=$$?; \
