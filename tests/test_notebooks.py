@@ -31,3 +31,14 @@ def test_notebook_opens_with_the_setup_cell_then_the_chapter():
     assert nb.cells[0].cell_type == "code" and 'find_spec("mftlib")' in nb.cells[0].source
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_setup_cell_installs_the_books_own_release():
+    """A reader's notebook installs the mftlib version the book was built with, not the head."""
+    import mftlib
+
+    source = make_notebooks.sources()[0]
+    setup = nbformat.read(source.with_suffix(".ipynb"), as_version=4).cells[0].source
+    version = make_notebooks.book_version()
+    assert f'deep-mean-field@v{version}"' in setup
+    assert mftlib.__version__ == version

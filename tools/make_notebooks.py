@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tomllib
 from pathlib import Path
 
 import jupytext
@@ -22,12 +23,22 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = "https://github.com/mftlib/deep-mean-field"
 
+
+def book_version() -> str:
+    """mftlib's version in pyproject.toml: the release whose outputs the book shows."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+# The notebook installs the release tagged v<version>, the mftlib this book was built with, not
+# whatever the repository head holds when a reader opens it.
 SETUP = f"""# Setup: install mftlib if this kernel lacks it (Colab, a fresh Jupyter or Binder).
 # In a checkout of the repository, `make book` or `pip install -e .` has done this already.
 import importlib.util
 
 if importlib.util.find_spec("mftlib") is None:
-    get_ipython().run_line_magic("pip", "install -q 'mftlib @ git+{REPOSITORY}'")"""
+    RELEASE = "git+{REPOSITORY}@v{book_version()}"
+    get_ipython().run_line_magic("pip", f"install -q 'mftlib @ {{RELEASE}}'")"""
 
 
 def sources() -> list[Path]:
