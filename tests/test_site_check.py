@@ -87,12 +87,45 @@ def test_the_real_toc_pages_have_sources():
 
 
 def test_chapter_conventions_are_checked():
-    bare = _report(uncaptioned=["fig.png"], headings=["3 · A chapter"], admonitions=["Note"])
+    bare = _report(uncaptioned=["fig.png"], headings=["A chapter"], admonitions=["Note"])
     found = check_site.problems(bare, BASE + "good.html", FIXTURES, chapter=True)
     assert any("without a caption" in p for p in found)
     assert any("What you will learn" in p for p in found)
     assert any("Summary" in p for p in found)
-    fine = _report(headings=["3 · A chapter", "Summary"], admonitions=["What you will learn"])
+    fine = _report(headings=["A chapter", "Summary"], admonitions=["What you will learn"])
     assert check_site.problems(fine, BASE + "good.html", FIXTURES, chapter=True) == []
     # The appendix has no such conventions.
     assert check_site.problems(_report(), BASE + "good.html", FIXTURES, chapter=False) == []
+
+
+def test_sideways_scrolling_is_reported():
+    line = "output line of 155 characters: sigma_w = 1.3: ..."
+    found = check_site.problems(_report(overflowing=[line]), BASE + "good.html", FIXTURES)
+    assert found == [f"scrolls sideways at 1280 px: {line}"]
+
+
+def test_numbers_must_carry_the_chapter():
+    fine = _report(figure_numbers=["Fig. 7.3", "Fig. 7.12"], equation_numbers=["(7.1)", "(7.10)"])
+    assert check_site.problems(fine, BASE + "good.html", FIXTURES, number=7) == []
+    global_numbers = _report(figure_numbers=["Fig. 35", "Fig. 6.1"], equation_numbers=["(12)"])
+    found = check_site.problems(global_numbers, BASE + "good.html", FIXTURES, number=7)
+    assert len(found) == 3
+    # pages outside the numbered part are not held to a chapter number
+    assert check_site.problems(global_numbers, BASE + "good.html", FIXTURES) == []
+
+
+def test_numbered_chapters_come_from_the_numbered_part(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: intro\nparts:\n"
+        "  - caption: Chapters\n    numbered: true\n    chapters:\n"
+        "      - file: chapters/one\n      - file: chapters/two.md\n"
+        "  - caption: Appendix\n    chapters:\n      - file: chapters/appendix/a\n"
+    )
+    assert check_site.numbered_chapters(toc) == {"chapters/one": 1, "chapters/two": 2}
+
+
+def test_the_books_toc_numbers_ten_chapters():
+    numbers = check_site.numbered_chapters(Path(__file__).parents[1] / "_toc.yml")
+    assert list(numbers.values()) == list(range(1, 11))
+    assert next(iter(numbers)) == "chapters/01_dynamical_mean_field"

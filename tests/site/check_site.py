@@ -17,7 +17,11 @@ finished, the rendered DOM is asserted on:
 - **links**: every internal link and cross-reference resolves to a built page and, if it has a
   ``#fragment``, to an element with that id on the target page;
 - **reader comfort**: every figure a cell produces has a caption, and every chapter (not the
-  appendix) opens with a "What you will learn" admonition and has a "Summary" section.
+  appendix) opens with a "What you will learn" admonition and has a "Summary" section;
+- **no sideways scrolling**: no code cell or printed output (collapsed cells opened first) is wider
+  than its box in a 1280-px window;
+- **numbers carry their chapter**: in chapter *n* of the numbered part of ``_toc.yml`` every
+  figure reads "Fig. n.k" and every numbered equation "(n.k)".
 
 A full-page screenshot of each page is saved for a person to look at. ``--self-test`` loads the
 fixture ``tests/site/fixtures/broken.html`` (raw math, a missing image, an error output, a broken
@@ -73,8 +77,24 @@ const uncaptioned = [...main.querySelectorAll('.cell_output img, .output img')]
 const headings = [...main.querySelectorAll('h1, h2')]
   .map(h => h.textContent.replace('#', '').trim());
 const admonitions = [...main.querySelectorAll('.admonition-title')].map(t => t.textContent.trim());
+// Code and output blocks wider than their box, measured with every collapsed cell opened.
+const closed = [...main.querySelectorAll('details:not([open])')];
+closed.forEach(d => { d.open = true; });
+const overflowing = [...main.querySelectorAll('pre')]
+  .filter(p => p.scrollWidth > p.clientWidth + 1)
+  .map(p => {
+    const longest = p.textContent.split('\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+    const kind = p.closest('.cell_output, .output') ? 'output' : 'code';
+    return `${kind} line of ${longest.length} characters: ${longest.trim().slice(0, 50)}`;
+  });
+closed.forEach(d => { d.open = false; });
+const figure_numbers = [...main.querySelectorAll('figcaption .caption-number')]
+  .map(s => s.textContent.trim());
+const equation_numbers = [...main.querySelectorAll('.math .eqno, span.eqno')]
+  .map(s => s.textContent.replace('#', '').trim());
 return {text: clone.textContent, untypeset, images, errors, stderr, links, uncaptioned,
-        headings, admonitions, height: document.documentElement.scrollHeight};
+        headings, admonitions, overflowing, figure_numbers, equation_numbers,
+        height: document.documentElement.scrollHeight};
 """
 
 WAIT_MATHJAX_JS = r"""
@@ -131,13 +151,29 @@ def broken_link(href: str, base_url: str, html_root: Path) -> str | None:
     return None
 
 
-def problems(report: dict, page_url: str, html_root: Path, chapter: bool = False) -> list[str]:
+def problems(
+    report: dict,
+    page_url: str,
+    html_root: Path,
+    chapter: bool = False,
+    number: int | None = None,
+) -> list[str]:
     """Every defect in what the browser collected from one page (empty list: the page is fine).
 
     ``chapter=True`` adds the chapter conventions: a "What you will learn" admonition at the
-    start and a "Summary" section.
+    start and a "Summary" section. ``number`` is the chapter's number in the numbered part of
+    the toc: every figure and numbered equation on the page must carry it.
     """
     found = []
+    for line in report.get("overflowing", []):
+        found.append(f"scrolls sideways at 1280 px: {line}")
+    if number is not None:
+        for label in report.get("figure_numbers", []):
+            if not re.fullmatch(rf"Fig\. {number}\.\d+", label.rstrip(".: ")):
+                found.append(f"figure number {label!r} does not carry chapter {number}")
+        for label in report.get("equation_numbers", []):
+            if not re.fullmatch(rf"\({number}\.\d+\)", label):
+                found.append(f"equation number {label!r} does not carry chapter {number}")
     for src in report.get("uncaptioned", []):
         found.append(f"figure without a caption: {src[:80]}")
     if chapter:
@@ -174,6 +210,22 @@ def toc_pages(toc: Path) -> list[str]:
         if m:
             names.append(m.group(1).removesuffix(".md").removesuffix(".ipynb"))
     return names
+
+
+def numbered_chapters(toc: Path) -> dict[str, int]:
+    """Docname -> chapter number for the part of _toc.yml marked ``numbered: true``."""
+    numbers: dict[str, int] = {}
+    numbered = False
+    for line in toc.read_text().splitlines():
+        if re.match(r"\s*-\s*caption:", line):
+            numbered = False
+        elif re.match(r"\s*numbered:\s*true", line):
+            numbered = True
+        else:
+            m = re.match(r"\s*-\s*file:\s*(\S+)", line)
+            if m and numbered:
+                numbers[m.group(1).removesuffix(".md")] = len(numbers) + 1
+    return numbers
 
 
 # --- the browser ---
@@ -243,7 +295,13 @@ def screenshot(driver, report: dict, path: Path) -> None:
     driver.set_window_size(1280, 900)
 
 
-def check_site(html_root: Path, pages: list[str], shots: Path | None, tmp: Path) -> int:
+def check_site(
+    html_root: Path,
+    pages: list[str],
+    shots: Path | None,
+    tmp: Path,
+    numbers: dict[str, int] | None = None,
+) -> int:
     server, base = _serve(html_root)
     driver = _browser(tmp / "profile")
     failures = 0
@@ -257,7 +315,8 @@ def check_site(html_root: Path, pages: list[str], shots: Path | None, tmp: Path)
             t0 = time.perf_counter()
             report = load(driver, url)
             is_chapter = page.startswith("chapters/") and not page.startswith("chapters/appendix")
-            found = problems(report, url, html_root, chapter=is_chapter)
+            number = (numbers or {}).get(page)
+            found = problems(report, url, html_root, chapter=is_chapter, number=number)
             n_img = len(report["images"])
             status = "ok  " if not found else "FAIL"
             print(f"{status} {page} ({n_img} images, {time.perf_counter() - t0:.1f} s)")
@@ -278,8 +337,10 @@ def self_test(tmp: Path) -> int:
     server, base = _serve(FIXTURES)
     driver = _browser(tmp / "profile-selftest")
     try:
-        bad = problems(load(driver, base + "broken.html"), base + "broken.html", FIXTURES, True)
-        good = problems(load(driver, base + "good.html"), base + "good.html", FIXTURES, True)
+        bad_report = load(driver, base + "broken.html")
+        bad = problems(bad_report, base + "broken.html", FIXTURES, True, number=3)
+        good_report = load(driver, base + "good.html")
+        good = problems(good_report, base + "good.html", FIXTURES, True, number=3)
     finally:
         driver.quit()
         server.shutdown()
@@ -293,6 +354,10 @@ def self_test(tmp: Path) -> int:
         "figure without caption": "without a caption",
         "no learning goals": "What you will learn",
         "no summary": "Summary",
+        "overflowing output": "scrolls sideways at 1280 px: output",
+        "overflowing collapsed code": "scrolls sideways at 1280 px: code",
+        "figure numbered through the book": "figure number 'Fig. 35'",
+        "equation without its chapter": "equation number '(12)'",
     }
     missed = [name for name, key in expected.items() if not any(key in p for p in bad)]
     for p in bad:
@@ -317,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.self_test:
             return self_test(Path(tmp))
         pages = toc_pages(args.toc)
-        failures = check_site(args.html.resolve(), pages, args.screenshots, Path(tmp))
+        numbers = numbered_chapters(args.toc)
+        failures = check_site(args.html.resolve(), pages, args.screenshots, Path(tmp), numbers)
     print(
         f"{len(pages) - failures} of {len(pages)} pages pass; screenshots in {args.screenshots}"
         if not failures
