@@ -1,6 +1,7 @@
 """Format the code cells of the MyST chapters in place with ruff (``make format`` runs it).
 
-Usage: ``python tools/format_chapters.py [--check]``.
+Usage: ``python tools/format_chapters.py [--check] [chapters/x.md ...]`` (default: every
+chapter).
 
 The chapters' sources are MyST Markdown (``chapters/**/*.md``); ruff reads Python and notebooks,
 not Markdown. This script lifts every ``{code-cell}`` out of each source into a file of its own,
@@ -84,12 +85,13 @@ def format_source(text: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if a source would change")
+    parser.add_argument("files", nargs="*", type=Path, help="MyST sources (default: all)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tools"))
     from make_notebooks import sources
 
     changed = []
-    for source in sources():
+    for source in [f.resolve() for f in args.files] or sources():
         text = source.read_text(encoding="utf-8")
         new = format_source(text)
         if new != text:
