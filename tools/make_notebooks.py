@@ -32,8 +32,8 @@ def book_version() -> str:
 
 # The notebook installs the release tagged v<version>, the mftlib this book was built with, not
 # whatever the repository head holds when a reader opens it.
-SETUP = f"""# Setup: install mftlib if this kernel lacks it (Colab, a fresh Jupyter or Binder).
-# In a checkout of the repository, `make book` or `pip install -e .` has done this already.
+SETUP = f"""# Setup: install mftlib if this kernel lacks it (Colab, Binder, a fresh
+# Jupyter). In a checkout, `make book` or `pip install -e .` has done it.
 import importlib.util
 
 if importlib.util.find_spec("mftlib") is None:
