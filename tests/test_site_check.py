@@ -123,9 +123,30 @@ def test_numbered_chapters_come_from_the_numbered_part(tmp_path):
         "  - caption: Appendix\n    chapters:\n      - file: chapters/appendix/a\n"
     )
     assert check_site.numbered_chapters(toc) == {"chapters/one": 1, "chapters/two": 2}
+    assert check_site.section_pages(toc) == set()
+
+
+def test_section_pages_carry_their_chapters_number(tmp_path):
+    toc = tmp_path / "_toc.yml"
+    toc.write_text(
+        "format: jb-book\nroot: intro\nparts:\n"
+        "  - caption: Chapters\n    numbered: true\n    chapters:\n"
+        "      - file: chapters/one\n"
+        "        sections:\n"
+        "          - file: chapters/one/a\n          - file: chapters/one/b\n"
+        "      - file: chapters/two\n"
+        "  - caption: Appendix\n    chapters:\n      - file: chapters/appendix/a\n"
+    )
+    assert check_site.numbered_chapters(toc) == {
+        "chapters/one": 1,
+        "chapters/one/a": 1,
+        "chapters/one/b": 1,
+        "chapters/two": 2,
+    }
+    assert check_site.section_pages(toc) == {"chapters/one/a", "chapters/one/b"}
 
 
 def test_the_books_toc_numbers_ten_chapters():
     numbers = check_site.numbered_chapters(Path(__file__).parents[1] / "_toc.yml")
-    assert list(numbers.values()) == list(range(1, 11))
+    assert sorted(set(numbers.values())) == list(range(1, 11))
     assert next(iter(numbers)) == "chapters/01_dynamical_mean_field"

@@ -213,19 +213,39 @@ def toc_pages(toc: Path) -> list[str]:
 
 
 def numbered_chapters(toc: Path) -> dict[str, int]:
-    """Docname -> chapter number for the part of _toc.yml marked ``numbered: true``."""
+    """Docname -> chapter number for the part of _toc.yml marked ``numbered: true``.
+
+    A chapter's section pages (entries nested deeper under it) carry the chapter's number.
+    """
     numbers: dict[str, int] = {}
-    numbered = False
+    numbered, chapter_indent = False, None
     for line in toc.read_text().splitlines():
         if re.match(r"\s*-\s*caption:", line):
-            numbered = False
+            numbered, chapter_indent = False, None
         elif re.match(r"\s*numbered:\s*true", line):
             numbered = True
         else:
-            m = re.match(r"\s*-\s*file:\s*(\S+)", line)
+            m = re.match(r"(\s*)-\s*file:\s*(\S+)", line)
             if m and numbered:
-                numbers[m.group(1).removesuffix(".md")] = len(numbers) + 1
+                indent = len(m.group(1))
+                chapter_indent = indent if chapter_indent is None else chapter_indent
+                if indent == chapter_indent:
+                    chapter = len(set(numbers.values())) + 1
+                numbers[m.group(2).removesuffix(".md")] = chapter
     return numbers
+
+
+def section_pages(toc: Path) -> set[str]:
+    """Docnames listed under another page's ``sections:`` (not chapters in their own right)."""
+    pages, top = set(), None
+    for line in toc.read_text().splitlines():
+        m = re.match(r"(\s*)-\s*file:\s*(\S+)", line)
+        if m:
+            indent = len(m.group(1))
+            top = indent if top is None else min(top, indent)
+            if indent > top:
+                pages.add(m.group(2).removesuffix(".md"))
+    return pages
 
 
 # --- the browser ---
@@ -301,6 +321,7 @@ def check_site(
     shots: Path | None,
     tmp: Path,
     numbers: dict[str, int] | None = None,
+    sections: set[str] | None = None,
 ) -> int:
     server, base = _serve(html_root)
     driver = _browser(tmp / "profile")
@@ -314,7 +335,11 @@ def check_site(
                 continue
             t0 = time.perf_counter()
             report = load(driver, url)
-            is_chapter = page.startswith("chapters/") and not page.startswith("chapters/appendix")
+            is_chapter = (
+                page.startswith("chapters/")
+                and not page.startswith("chapters/appendix")
+                and page not in (sections or set())
+            )
             number = (numbers or {}).get(page)
             found = problems(report, url, html_root, chapter=is_chapter, number=number)
             n_img = len(report["images"])
@@ -383,7 +408,10 @@ def main(argv: list[str] | None = None) -> int:
             return self_test(Path(tmp))
         pages = toc_pages(args.toc)
         numbers = numbered_chapters(args.toc)
-        failures = check_site(args.html.resolve(), pages, args.screenshots, Path(tmp), numbers)
+        sections = section_pages(args.toc)
+        failures = check_site(
+            args.html.resolve(), pages, args.screenshots, Path(tmp), numbers, sections
+        )
     print(
         f"{len(pages) - failures} of {len(pages)} pages pass; screenshots in {args.screenshots}"
         if not failures
