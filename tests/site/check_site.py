@@ -179,7 +179,9 @@ def problems(
     if chapter:
         if not any("What you will learn" in t for t in report.get("admonitions", [])):
             found.append("chapter without a 'What you will learn' admonition")
-        if not any(h.startswith("Summary") for h in report.get("headings", [])):
+        # Sphinx prefixes numbered chapters' headings with their number ("4.6. Summary").
+        titles = [re.sub(r"^[\d.]+\s*", "", h) for h in report.get("headings", [])]
+        if not any(t.startswith("Summary") for t in titles):
             found.append("chapter without a 'Summary' section")
     for snippet in raw_math(report["text"]):
         found.append(f"raw math left in the text: {snippet!r}")
