@@ -59,7 +59,7 @@ book: $(STAMP) notebooks
 	exit $$status
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=15 tests
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m slow tests

@@ -47,8 +47,9 @@ def test_fixed_point_is_dense_fixed_point():
     np.testing.assert_allclose(out, S, atol=1e-9)
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(4, 12), st.sampled_from([1, 3, 5]), st.integers(0, 100))
+# Each new (n, k) compiles afresh, so the examples are few and the sizes a handful.
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from([4, 7, 12]), st.sampled_from([1, 3, 5]), st.integers(0, 100))
 def test_diagonal_convolution_preserves_offsets_and_trace(n, k, seed):
     k = min(k, n - (1 - n % 2))
     k = k if k % 2 else k - 1
