@@ -2,7 +2,7 @@ r"""Mean-field theory of deep fully connected networks.
 
 A network with weights :math:`W^l_{ij} \sim \mathcal{N}(0, \sigma_w^2/N_{l-1})` and biases
 :math:`b^l_i \sim \mathcal{N}(0, \sigma_b^2)` maps the covariance of its pre-activations over a set
-of inputs by (Poole et al. 2016, eq. 3-5; Lee et al. 2018, eq. 4)
+of inputs by (Poole et al. 2016; Lee et al. 2018)
 
 .. math::
 
@@ -21,12 +21,12 @@ fixed point :math:`c = 1` with slope
 
 :math:`\chi_1 < 1` is the ordered phase (:math:`c^* = 1`), :math:`\chi_1 > 1` the chaotic phase
 (a stable :math:`c^* < 1`). Linearising at the fixed point gives the depth scales of Schoenholz et
-al. (2017, eq. 6, 9): :math:`\xi_q^{-1} = -\log \chi_q` with
+al. (2017): :math:`\xi_q^{-1} = -\log \chi_q` with
 :math:`\chi_q = \partial q^{l+1}/\partial q^l = \chi_1 + \sigma_w^2 \int\mathcal{D}z\,\phi\phi''`,
 and :math:`\xi_c^{-1} = -\log \chi_c` with
 :math:`\chi_c = \sigma_w^2\,\mathbb{E}[\phi'(u_1)\phi'(u_2)]` at :math:`(q^*, c^*)`. Backpropagated
 squared gradient norms change by the factor :math:`\chi_1` per layer (Schoenholz et al. 2017,
-eq. 15), with depth scale :math:`\xi_\nabla^{-1} = -\log\chi_1`.
+the backward mean field), with depth scale :math:`\xi_\nabla^{-1} = -\log\chi_1`.
 
 Conventions: variances, not standard deviations; ``phi`` is a name or an
 :class:`~mftlib.activations.Activation`. Where the length map diverges (unbounded activations with
@@ -69,7 +69,7 @@ def length_map(phi, sigma_w2, sigma_b2, q) -> Array:
     r"""The length map
     :math:`q \mapsto \sigma_w^2 \int\mathcal{D}z\,\phi(\sqrt{q}z)^2 + \sigma_b^2`.
 
-    Poole et al. (2016), eq. 3. Broadcasts over ``q``.
+    Poole et al. (2016). Broadcasts over ``q``.
     """
     act = _params(phi, sigma_w2, sigma_b2)
     V.variance("q", q)
@@ -83,7 +83,7 @@ def length_map_traced(act: Activation, sw, sb, q):
 
 
 def correlation_map(phi, sigma_w2, sigma_b2, c, q=None) -> Array:
-    r"""The correlation map at equal lengths :math:`q` (default :math:`q^*`), Poole et al. eq. 5.
+    r"""The correlation map at equal lengths :math:`q` (default :math:`q^*`), Poole et al. (2016).
 
     .. math:: c \mapsto \frac{\sigma_w^2\,\mathbb{E}[\phi(u_1)\phi(u_2)] + \sigma_b^2}{q}, \quad
        u_1, u_2 \sim \mathcal{N}\!\left(0, q\begin{pmatrix}1 & c\\ c & 1\end{pmatrix}\right).
@@ -118,7 +118,7 @@ def correlation_map_traced(act: Activation, sw, sb, q, c):
 def covariance_map(phi, sigma_w2, sigma_b2, Sigma) -> Array:
     r"""The dense layer's covariance map
     :math:`\Sigma \mapsto \sigma_w^2\,\mathbb{E}[\phi(u)\phi(u)^T]
-    + \sigma_b^2` for an :math:`n \times n` covariance ``Sigma`` (Lee et al. 2018, eq. 4)."""
+    + \sigma_b^2` for an :math:`n \times n` covariance ``Sigma`` (Lee et al. 2018)."""
     act = _params(phi, sigma_w2, sigma_b2)
     V.covariance("Sigma", Sigma)
     return _covariance_map(act, _f64(sigma_w2), _f64(sigma_b2), _f64(Sigma))
@@ -160,7 +160,7 @@ def _require_finite_q(q, act, sigma_w2, sigma_b2):
 
 
 def q_star(phi, sigma_w2, sigma_b2, q0: float = 1.0) -> Array:
-    r"""Stable fixed point :math:`q^*` of the length map (Poole et al. 2016, eq. 4).
+    r"""Stable fixed point :math:`q^*` of the length map (Poole et al. 2016).
 
     Found by a bracketed root search (:func:`mftlib.dynamics.find_root`) on
     :math:`q \mapsto \mathcal{L}(q) - q`, to ~1e-15 relative; for relu and linear networks, whose
@@ -206,7 +206,7 @@ def _c_star(act: Activation, sw, sb, q, chi):
 
 def chi1(phi, sigma_w2, sigma_b2) -> Array:
     r""":math:`\chi_1 = \sigma_w^2 \int\mathcal{D}z\,\phi'(\sqrt{q^*}z)^2`
-    (Poole et al. 2016, eq. 7).
+    (Poole et al. 2016).
 
     The slope of the correlation map at :math:`c = 1`, and the per-layer factor of backpropagated
     squared gradient norms. NaN where :math:`q^* = \infty`.
@@ -228,7 +228,7 @@ def c_star(phi, sigma_w2, sigma_b2) -> Array:
 
 
 def depth_scales(phi, sigma_w2, sigma_b2) -> tuple[Array, Array]:
-    r"""Depth scales :math:`(\xi_q, \xi_c)` of Schoenholz et al. (2017), eq. 6 and 9.
+    r"""Depth scales :math:`(\xi_q, \xi_c)` of Schoenholz et al. (2017).
 
     :math:`\xi_q = -1/\log\chi_q`, :math:`\chi_q = \partial\mathcal{L}/\partial q` at :math:`q^*`;
     :math:`\xi_c = -1/\log\chi_c`, :math:`\chi_c = \sigma_w^2\,\mathbb{E}[\phi'(u_1)\phi'(u_2)]` at
@@ -242,7 +242,7 @@ def depth_scales(phi, sigma_w2, sigma_b2) -> tuple[Array, Array]:
 
 def gradient_depth_scale(phi, sigma_w2, sigma_b2) -> Array:
     r""":math:`\xi_\nabla = -1/\log\chi_1` for vanishing gradients; for exploding gradients
-    (:math:`\chi_1 > 1`) the growth scale :math:`1/\log\chi_1` (Schoenholz et al. 2017, eq. 15)."""
+    (:math:`\chi_1 > 1`) the growth scale :math:`1/\log\chi_1` (Schoenholz et al. 2017)."""
     chi = chi1(phi, sigma_w2, sigma_b2)
     return jnp.where(chi == 1.0, jnp.inf, 1.0 / jnp.abs(jnp.log(chi)))
 
@@ -430,7 +430,7 @@ def covariance_trajectory(phi, sigma_w2, sigma_b2, Sigma0, depth: int) -> Array:
 
 
 def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
-    r"""The NNGP kernel after ``depth`` hidden layers (Lee et al. 2018, eq. 4).
+    r"""The NNGP kernel after ``depth`` hidden layers (Lee et al. 2018).
 
     Layer 0: :math:`K^0(x, x') = \sigma_b^2 + \sigma_w^2\, x\cdot x'/d`; each hidden layer applies
     :math:`K^{l+1} = \sigma_w^2\,\mathbb{E}_{u\sim\mathcal{N}(0,K^l)}[\phi(u)\phi(u')]
@@ -457,8 +457,12 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
     depth = V.nonneg_int("depth", depth)
     sw, sb = _f64(sigma_w2), _f64(sigma_b2)
     d1, d2, k12 = nngp_input_layer(_f64(x1), _f64(x2), sw, sb)
+    # Identical inputs stay identical: their entries follow the length map. Through the pair
+    # moment at c = 1, an unstable fixed point in the chaotic phase, round-off would grow layer by
+    # layer (erf at sigma_w2 = 4: K(x, x) = 0.16 instead of q* = 2.51 after 100 layers).
+    same = _identical_inputs(d1, d2, k12)
     if act.has_closed_form:
-        return _nngp_closed(act, d1, d2, k12, sw, sb, depth)
+        return _nngp_closed(act, d1, d2, k12, sw, sb, depth, same)
     # Hermite series, layer by layer: the series length follows the largest variance present;
     # entries whose truncation bound exceeds the tolerance are redone by 2-D quadrature.
     for _ in range(depth):
@@ -470,8 +474,19 @@ def nngp_kernel(x1, x2, phi, sigma_w2, sigma_b2, depth: int) -> Array:
             k_next = k_next.at[bad[:, 0], bad[:, 1]].set(
                 _pair_moments_direct(act, d1, d2, k12, bad, sw, sb)
             )
-        d1, d2, k12 = e1, e2, k_next
+        d1, d2, k12 = e1, e2, jnp.where(same, e1[:, None], k_next)
     return k12
+
+
+def _identical_inputs(d1, d2, k12, rtol: float = 1e-12) -> Array:
+    """Mask of the pairs whose layer-0 covariance says the two inputs are the same point.
+
+    Equal lengths and correlation 1 to ``rtol``: the input layer's dot products are computed in
+    a different order for the diagonal and the cross terms, so equality is not bit for bit.
+    """
+    a, b = d1[:, None], d2[None, :]
+    scale = jnp.sqrt(a * b)
+    return (jnp.abs(a - b) <= rtol * scale) & (jnp.abs(k12 - scale) <= rtol * scale)
 
 
 # Series tail relative to E[phi^2]: the target relative accuracy of every kernel entry.
@@ -507,11 +522,12 @@ def nngp_input_layer(x1, x2, sw, sb):
 
 
 @partial(jax.jit, static_argnums=(0, 6))
-def _nngp_closed(act: Activation, d1, d2, k12, sw, sb, depth: int):
+def _nngp_closed(act: Activation, d1, d2, k12, sw, sb, depth: int, same):
     def layer(carry, _):
         a, b, k = carry
         k = act.pair_moment(a[:, None], b[None, :], k)
-        return (sw * act.mean_square(a) + sb, sw * act.mean_square(b) + sb, sw * k + sb), None
+        a, b = sw * act.mean_square(a) + sb, sw * act.mean_square(b) + sb
+        return (a, b, jnp.where(same, a[:, None], sw * k + sb)), None
 
     (_, _, k12), _ = jax.lax.scan(layer, (d1, d2, k12), None, length=depth)
     return k12

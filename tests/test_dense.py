@@ -80,7 +80,7 @@ def _f(x):
 
 
 def test_critical_tanh_matches_schoenholz():
-    """Schoenholz et al. (2017), Fig. 1 / Sec. 3: the tanh critical line passes sigma_w2 ~ 1.76 at
+    """Schoenholz et al. (2017): the tanh critical line passes sigma_w2 ~ 1.76 at
     sigma_b2 = 0.05. (A scipy brentq/quad reference gives 1.76095463960674.)"""
     sw = _f(mft.critical_sigma_w2("tanh", 0.05))
     assert abs(sw - 1.76) <= 0.005
@@ -637,3 +637,19 @@ def test_relu_divergent_length_map():
     # with an explicit q the map is well defined
     out = _f(mft.correlation_map("relu", 3.0, 0.1, 1.0, q=2.0))
     assert out == pytest.approx((3.0 * 1.0 + 0.1) / 2.0, rel=1e-14)
+
+
+@pytest.mark.parametrize("phi, sigma_w2, sigma_b2", [("erf", 4.0, 0.0), ("tanh", 4.0, 0.1)])
+def test_nngp_diagonal_follows_the_length_map_deep_in_the_chaotic_phase(phi, sigma_w2, sigma_b2):
+    """c = 1 is unstable in the chaotic phase: identical inputs must still stay identical."""
+    x = np.random.default_rng(0).normal(size=(4, 10))
+    depth = 100
+    q = sigma_w2 * np.sum(x**2, axis=1) / x.shape[1] + sigma_b2
+    for _ in range(depth):
+        q = np.asarray(mft.length_map(phi, sigma_w2, sigma_b2, q))
+    K = np.asarray(mft.nngp_kernel(x, None, phi, sigma_w2, sigma_b2, depth=depth))
+    np.testing.assert_allclose(np.diag(K), q, rtol=1e-12)
+    # the same input, reached through a reordered second argument
+    K2 = np.asarray(mft.nngp_kernel(x, x[::-1], phi, sigma_w2, sigma_b2, depth=depth))
+    np.testing.assert_allclose(np.diag(K2[:, ::-1]), q, rtol=1e-12)
+    assert np.all(np.abs(K - np.diag(np.diag(K))) < 0.9 * q.min())  # distinct inputs decorrelate
