@@ -123,7 +123,7 @@ class Activation:
 
         Off-diagonal entries by :meth:`pair_moment`, symmetrised; the diagonal by the 1-D rule
         :meth:`mean_square`, so that the ``1 x 1`` case is the length map exactly. This is the
-        activation's part of every covariance map in the library (Lee et al. 2018, eq. 4).
+        activation's part of every covariance map in the library (Lee et al. 2018).
         """
         d = jnp.diagonal(S)
         if S.shape[0] == 1:  # a length map: the 1-D rule alone

@@ -9,7 +9,7 @@ Given such a map (on a scalar, a vector or a symmetric covariance matrix), this 
 * linearises it at a fixed point (:func:`linearise`, ``jax.jacfwd``; symmetric matrices are handled
   in their upper-triangle coordinates, :func:`sym_to_vec`),
 * turns the eigenvalues :math:`\lambda` of that linearisation into depth scales
-  :math:`\xi = -1/\log|\lambda|` (Schoenholz et al. 2017, eq. 6 and 9): perturbations of the fixed
+  :math:`\xi = -1/\log|\lambda|` (Schoenholz et al. 2017): perturbations of the fixed
   point decay as :math:`|\lambda|^{l} = e^{-l/\xi}` (:func:`depth_scale`),
 * sweeps hyperparameters with ``jax.vmap`` (:func:`grid_map`).
 

@@ -128,7 +128,7 @@ class Dense(Layer):
     \sigma_w^2/N_\text{in})`, :math:`b_i\sim\mathcal{N}(0,\sigma_b^2)`, ``width`` outputs.
 
     On a spatial representation it acts on the channel axis at every position (a 1x1
-    convolution). Kernel map :math:`K' = \sigma_w^2 K + \sigma_b^2` (Lee et al. 2018, eq. 4),
+    convolution). Kernel map :math:`K' = \sigma_w^2 K + \sigma_b^2` (Lee et al. 2018),
     :math:`\Theta' = K' + \sigma_w^2\Theta` (Jacot et al. 2018, Theorem 1).
     """
 
@@ -185,7 +185,7 @@ class Phi(Layer):
 class Dropout(Layer):
     r"""Dropout with keep probability :math:`\rho\in(0,1]`: :math:`y = x\,p/\rho`,
     :math:`p\sim\mathrm{Bernoulli}(\rho)` for every unit, position and input, drawn at every
-    forward pass (Schoenholz et al. 2017, Sec. 4).
+    forward pass (Schoenholz et al. 2017, the dropout mean field).
 
     Two sites never share a mask, so only the diagonal of the kernels changes:
     :math:`K'_{aa} = K_{aa}/\rho`, :math:`\Theta'_{aa} = \Theta_{aa}/\rho`.

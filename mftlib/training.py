@@ -17,7 +17,7 @@ seed and trains all (``sigma_w2``, seed) networks together with nested ``jax.vma
 compiled ``lax.scan`` over steps, so a grid of hyperparameters costs one program per depth.
 Every network sees the same sequence of minibatches (sampled with replacement from ``key``).
 
-This is the experiment of Schoenholz et al. (2017, Sec. 6): train random networks from their
+This is the trainability experiment of Schoenholz et al. (2017): train random networks from their
 initialisation and ask which (:math:`\sigma_w^2`, depth) are trainable; the trainable region is
 fitted by :func:`mftlib.fitting.depth_multiple`.
 

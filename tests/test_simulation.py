@@ -55,7 +55,7 @@ def test_length_and_correlation_trajectories(two_inputs, phi, sigma_w2, sigma_b2
 
 @pytest.mark.parametrize(("sigma_w2", "phase"), [(1.3, "ordered"), (2.5, "chaotic")])
 def test_gradient_norms_grow_as_chi1_per_layer(sigma_w2, phase):
-    """||delta^l||^2 / ||delta^{l+1}||^2 -> chi_1 (Schoenholz et al. 2017, eq. 15), inputs at q*."""
+    """||delta^l||^2 / ||delta^{l+1}||^2 -> chi_1 (Schoenholz et al. 2017), inputs at q*."""
     phi, sigma_b2 = "tanh", 0.05
     q_star = float(mft.q_star(phi, sigma_w2, sigma_b2))
     chi = float(mft.chi1(phi, sigma_w2, sigma_b2))
