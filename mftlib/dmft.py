@@ -16,9 +16,15 @@ eigenvalues in a disc of radius :math:`g\phi'(0)` about :math:`-1`, the circular
 The theory accepts ``phi`` in {"tanh", "erf"}, odd activations with a closed-form antiderivative;
 pair moments come from :meth:`mftlib.Activation.pair_moment`.
 
+The leading-order laws near the onset are :func:`scs_onset_laws` (:func:`scs_onset_ratio` sets
+them against the exact solutions). Amari's discrete-time net :math:`x^{t+1} = J^t\phi(x^t)` has
+the largest Lyapunov exponent :math:`\frac12\ln\chi_1` per step (:func:`discrete_lyapunov`),
+with :math:`\chi_1` the slope of the correlation map of deep networks (:func:`mftlib.chi1`).
+
 Finite networks that check it are simulated in :mod:`mftlib.networks.dmft`; the autocorrelation
 and correlation time of their trajectories are estimated here
-(:func:`autocorrelation_from_trajectories`, :func:`correlation_time_from_autocorrelation`).
+(:func:`autocorrelation_from_trajectories`, :func:`correlation_time_from_autocorrelation`) and
+compared with the theory by :func:`autocorrelation_deviation`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from scipy.interpolate import CubicHermiteSpline, CubicSpline
 from scipy.linalg import eigh_tridiagonal
 
 from mftlib import _validate as V
-from mftlib import gaussian
+from mftlib import dense, gaussian
 from mftlib.activations import Activation, activation
 from mftlib.dynamics import find_root
 
@@ -213,10 +219,12 @@ def scs_lyapunov(g, phi="tanh") -> float:
 
     .. math:: \big[-\partial_\tau^2 + W(\tau)\big]\psi = \epsilon\,\psi, \quad
        W(\tau) = 1 - g^2\,\mathbb{E}[\phi'(u_1)\phi'(u_2)]\big|_{\mathrm{Cov} = \Delta(\tau)}
-       = \partial_\Delta^2 V, \quad \lambda = -1 + \sqrt{1 - \epsilon_0},
+       = -\partial_\Delta^2 V, \quad \lambda = -1 + \sqrt{1 - \epsilon_0},
 
-    with :math:`\epsilon_0` the ground-state energy. (:math:`\dot\Delta` is an eigenfunction with
-    :math:`\epsilon = 0` and one node, so :math:`\epsilon_0 < 0` and :math:`\lambda > 0`.) Solved by
+    with :math:`\epsilon_0` the ground-state energy. (Differentiating
+    :math:`\ddot\Delta = -V'(\Delta)` gives :math:`[-\partial_\tau^2 - V''(\Delta)]\dot\Delta = 0`:
+    :math:`\dot\Delta` is an eigenfunction with :math:`\epsilon = 0` and one node, so
+    :math:`\epsilon_0 < 0` and :math:`\lambda > 0`.) Solved by
     second-order finite differences on :math:`[-40/\kappa, 40/\kappa]` (8001 points; relative
     error about 1e-5). For :math:`g\phi'(0) \le 1` returns :math:`g\phi'(0) - 1`, the growth rate
     of the quiescent state's linearisation. Near the onset :math:`\lambda \propto (g - 1)^2`.
@@ -255,10 +263,202 @@ def autocorrelation_from_trajectories(x, max_lag: int) -> np.ndarray:
     return ac / (T - np.arange(max_lag + 1))
 
 
-def correlation_time_from_autocorrelation(ac, dt) -> float:
-    """The first lag where ``ac / ac[0]`` falls below 1/e (linear interpolation), times ``dt``."""
+def correlation_time_from_autocorrelation(ac, dt, default=None) -> float:
+    """The first lag where ``ac / ac[0]`` falls below 1/e (linear interpolation), times ``dt``.
+
+    If it never does within the lags given, returns ``default`` when one is given (for example
+    ``np.nan``, for networks that have left the chaotic state) and raises ValueError otherwise.
+    """
     r = np.asarray(ac, dtype=np.float64) / ac[0]
     k = int(np.argmax(r < np.exp(-1.0)))
     if k == 0:
+        if default is not None:
+            return default
         raise ValueError("ac must fall below ac[0] / e within its lags; use a larger max_lag")
     return float(dt * (k - 1 + (r[k - 1] - np.exp(-1.0)) / (r[k - 1] - r[k])))
+
+
+# --- near the onset -------------------------------------------------------------------------------
+
+#: :math:`\sqrt3\,\operatorname{arccosh}(e) \approx 2.871`: the 1/e time of
+#: :math:`\Delta_0/\cosh(\Delta_0\tau/\sqrt3)` is this over :math:`\Delta_0 \approx g - 1`.
+TAU_ONSET = float(np.sqrt(3.0) * np.arccosh(np.e))
+
+
+def scs_onset_laws(g) -> dict[str, float]:
+    r"""The leading-order laws of the tanh network just above the onset, :math:`g \to 1^+`.
+
+    Expanding the potential to fourth order, :math:`V(\Delta) - V(0) \approx
+    \frac{\Delta^2}{2}(g^2 - 1 - 2\Delta_0) + \frac{\Delta^4}{6}`, gives
+
+    * ``"delta0"``: :math:`\Delta_0 \approx g - 1`;
+    * ``"tau_c"``: the 1/e time of :math:`\Delta_0/\cosh(\Delta_0\tau/\sqrt3)`,
+      :math:`\sqrt3\operatorname{arccosh}(e)/(g-1) \approx 2.87/(g-1)` (:data:`TAU_ONSET`);
+    * ``"tau_tail"``: the tail time :math:`1/\kappa \approx \sqrt3/(g-1)`;
+    * ``"lyapunov"``: the Poschl-Teller ground state, :math:`\lambda_{\max} \approx (g-1)^2/2`;
+    * ``"discrete_lyapunov"``: the discrete-time net (:func:`discrete_lyapunov`),
+      :math:`\lambda \approx \frac23 (g-1)^2`. With :math:`\mathbb{E}\tanh^2(\sqrt q z) = q - 2q^2
+      + \frac{17}{3}q^3 + O(q^4)` and :math:`\mathbb{E}\operatorname{sech}^4(\sqrt q z) = 1 - 2q +
+      7q^2 + O(q^3)`, the fixed point :math:`q^* \approx (g-1)` gives :math:`\chi_1 - 1 \approx
+      (7 - \frac{17}{3})\,q^{*2} = \frac43 (g-1)^2`.
+
+    Each is the first term of a series in :math:`g - 1`; how far from the onset it holds is
+    measured against the exact solutions (``tests/test_dmft.py``, chapter 1).
+
+    Raises:
+        ValueError: ``g`` not a finite scalar above 1.
+    """
+    V.real("g", g, lo=1.0, lo_open=True)
+    if np.ndim(g) != 0:
+        raise ValueError(f"g must be a scalar, got shape {np.shape(g)}")
+    e = float(g) - 1.0
+    return {
+        "delta0": e,
+        "tau_c": TAU_ONSET / e,
+        "tau_tail": np.sqrt(3.0) / e,
+        "lyapunov": 0.5 * e * e,
+        "discrete_lyapunov": 2.0 * e * e / 3.0,
+    }
+
+
+# --- the discrete-time net ------------------------------------------------------------------------
+
+
+def discrete_lyapunov(g, phi="tanh", sigma_b2=0.0) -> float:
+    r"""Largest Lyapunov exponent per step of the discrete-time random net, from mean-field theory.
+
+    For :math:`x^{t+1} = J^t\phi(x^t) + \sigma_b b^t` with :math:`J^t_{ij} \sim
+    \mathcal{N}(0, g^2/N)` (fresh at every step: the annealed net, a deep feed-forward network
+    with :math:`\sigma_w^2 = g^2`), a perturbation obeys :math:`u^{t+1} = J^t\operatorname{diag}
+    (\phi'(x^t))\,u^t`, and for :math:`N \to \infty`, at the fixed point :math:`q^*` of the length
+    map :math:`q \mapsto g^2\mathbb{E}[\phi(\sqrt q z)^2] + \sigma_b^2`,
+
+    .. math:: \lambda = \tfrac12 \ln \chi_1, \qquad
+       \chi_1 = g^2\,\mathbb{E}\big[\phi'(\sqrt{q^*}z)^2\big],
+
+    the slope of the correlation map at :math:`c = 1` (:func:`mftlib.chi1` with
+    :math:`\sigma_w^2 = g^2`): squared distances between nearby states grow by :math:`\chi_1`
+    per step. The component of :math:`u` along :math:`x` (a change of length) grows only by the
+    slope of the length map at :math:`q^*`, which is smaller for tanh
+    (:math:`g^2\mathbb{E}[\phi\phi''] < 0`), so the angular part dominates. For tanh without
+    bias and :math:`g \le 1`, :math:`q^* = 0` and :math:`\lambda = \ln g`. The quenched net (one
+    :math:`J` for all steps) is tested against the same formula in simulation
+    (:func:`mftlib.networks.dmft.discrete_lyapunov_gains`).
+
+    Raises:
+        ValueError: ``g`` not a finite positive scalar, a negative ``sigma_b2``, an unknown
+            activation, or a length map without a finite fixed point (relu at :math:`g^2 > 2`).
+    """
+    V.real("g", g, lo=0.0, lo_open=True)
+    if np.ndim(g) != 0:
+        raise ValueError(f"g must be a scalar, got shape {np.shape(g)}")
+    V.variance("sigma_b2", sigma_b2)
+    act = activation(phi)
+    chi = float(dense.chi1(act, float(g) ** 2, float(sigma_b2)))
+    if not np.isfinite(chi) or chi <= 0.0:
+        raise ValueError(
+            f"the length map of {act.name!r} at g^2 = {float(g) ** 2:g}, sigma_b2 = "
+            f"{float(sigma_b2):g} has no finite fixed point, so no exponent"
+        )
+    return 0.5 * float(np.log(chi))
+
+
+# --- comparing simulated autocorrelations with the theory -----------------------------------------
+
+
+def mean_and_stderr(
+    samples, axis: int = 0, skip_nan: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over independent repetitions (seeds) along ``axis`` and its standard error,
+    ``std(ddof=1) / sqrt(n)``; with ``skip_nan``, over the finite repetitions only (``n`` counts
+    them).
+
+    Raises:
+        ValueError: fewer than two (finite) repetitions, or non-finite samples without
+            ``skip_nan``.
+    """
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim == 0:
+        raise ValueError("samples need at least two repetitions along axis 0")
+    if skip_nan:
+        n = np.sum(np.isfinite(x), axis=axis)
+        if np.any(n < 2) or np.any(np.isinf(x)):
+            raise ValueError(f"samples need at least two finite repetitions along axis {axis}")
+        return np.nanmean(x, axis=axis), np.nanstd(x, axis=axis, ddof=1) / np.sqrt(n)
+    if x.shape[axis] < 2:
+        raise ValueError(f"samples need at least two repetitions along axis {axis}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("samples must be finite")
+    n = x.shape[axis]
+    return x.mean(axis=axis), x.std(axis=axis, ddof=1) / np.sqrt(n)
+
+
+def autocorrelation_deviation(
+    ac, g, dt, phi="tanh", late_lag: float = 20.0
+) -> dict[str, np.ndarray]:
+    r"""How simulated autocorrelations deviate from the DMFT :math:`\Delta(\tau)`, per seed.
+
+    ``ac`` is ``(n_seeds, n_lags)``: estimates of :math:`\Delta(k\,\delta t)`,
+    ``k = 0..n_lags-1``, with :math:`\delta t` = ``dt``
+    (:func:`autocorrelation_from_trajectories`). With :math:`e_s(\tau) = (\Delta_s(\tau) -
+    \Delta(\tau))/\Delta_0` for seed :math:`s`, returns arrays over seeds:
+
+    * ``"absolute"``: :math:`\operatorname{mean}_\tau |e_s(\tau)|`, the deviation a single
+      network shows (statistical scatter and bias together);
+    * ``"signed"``: :math:`\operatorname{mean}_\tau e_s(\tau)`, whose mean over seeds estimates
+      the bias (what more seeds or longer runs would not remove) and whose spread is the noise;
+    * ``"delta0"``: :math:`e_s(0)`, the relative error of the variance;
+    * ``"late"``: :math:`\operatorname{mean}_{\tau \ge \tau_{\rm late}} |e_s(\tau)|`, lags at or
+      beyond ``late_lag`` (time units), where the theory has nearly decayed and what is left in
+      a finite network is its slow or static part.
+
+    Raises:
+        ValueError: ``ac`` not a finite 2-D array, ``dt`` not positive, no lag at or beyond
+            ``late_lag``, ``g`` at or below the onset (:math:`\Delta_0 = 0`: nothing to
+            normalise by).
+    """
+    V.matrix("ac", ac)
+    V.real("dt", dt, lo=0.0, lo_open=True)
+    act = _check(g, phi)
+    if g * _slope0(act) <= 1.0:
+        raise ValueError(f"g must be above the onset {1 / _slope0(act):g}, got {g}")
+    a = np.asarray(ac, dtype=np.float64)
+    lags = dt * np.arange(a.shape[1])
+    late = lags >= late_lag - 1e-9 * dt
+    if not late.any():
+        raise ValueError(f"late_lag = {late_lag} is beyond the last lag {lags[-1]:g}")
+    theory = scs_autocorrelation(g, lags, phi)
+    e = (a - theory) / theory[0]
+    return {
+        "absolute": np.abs(e).mean(axis=1),
+        "signed": e.mean(axis=1),
+        "delta0": e[:, 0],
+        "late": np.abs(e[:, late]).mean(axis=1),
+    }
+
+
+def _exact_for_law(name: str):
+    return {
+        "delta0": scs_delta0,
+        "tau_c": scs_correlation_time,
+        "tau_tail": lambda g: scs_correlation_time(g, kind="tail"),
+        "lyapunov": scs_lyapunov,
+        "discrete_lyapunov": discrete_lyapunov,
+    }[name]
+
+
+#: The names of :func:`scs_onset_laws`, in the order the book prints them.
+ONSET_LAWS = ("delta0", "tau_c", "tau_tail", "lyapunov", "discrete_lyapunov")
+
+
+def scs_onset_ratio(name: str, g) -> float:
+    """The onset law ``name`` of :func:`scs_onset_laws` divided by the exact value at ``g``
+    (:func:`scs_delta0`, :func:`scs_correlation_time`, :func:`scs_lyapunov`,
+    :func:`discrete_lyapunov`; tanh).
+
+    Raises:
+        ValueError: ``name`` not in :data:`ONSET_LAWS`, ``g`` not a finite scalar above 1.
+    """
+    if name not in ONSET_LAWS:
+        raise ValueError(f"name must be one of {ONSET_LAWS}, got {name!r}")
+    return float(scs_onset_laws(g)[name] / _exact_for_law(name)(float(g)))
