@@ -1,9 +1,9 @@
 r"""Gaussian-process prediction from any kernel: exact posterior by Cholesky, and the NTK predictor.
 
 With training inputs :math:`X`, targets :math:`Y` (one column per output, e.g. one-hot classes as
-in Lee et al. 2018, Sec. 3), observation noise :math:`\sigma_\epsilon^2` and kernel :math:`K`,
+in Lee et al. 2018), observation noise :math:`\sigma_\epsilon^2` and kernel :math:`K`,
 the posterior at a test input :math:`x_*` has mean and variance (Rasmussen & Williams 2006,
-eq. 2.25-2.26)
+chapter 2)
 
 .. math::
 
@@ -148,7 +148,7 @@ def ntk_mean(theta_train, theta_cross, y_train, time: float | None = None) -> np
 
     Under :math:`\dot f = -\Theta\,(f - y)` on the loss :math:`\tfrac12\sum_i\lVert f(x_i) -
     y_i\rVert^2` (time in units of the learning rate), averaged over initialisations (whose
-    outputs have mean zero), the test outputs follow (Jacot et al. 2018; Lee et al. 2019, eq. 9)
+    outputs have mean zero), the test outputs follow (Jacot et al. 2018)
 
     .. math::
 

@@ -193,3 +193,158 @@ def test_train_gd_rejects_mismatched_targets():
         ntk_nets.train_gd(
             jax.random.PRNGKey(0), X, np.ones((3, 2)), X, "relu", 2.0, 0.1, 1, 8, 0.1, 5
         )
+
+
+# --- the NTK over depth: layer shares, the ordered-phase limit, and finite networks -----------
+
+
+@pytest.mark.parametrize("phi, sw, sb", [("relu", 2.0, 0.1), ("erf", 1.2, 0.3), ("erf", 3.0, 0.0)])
+def test_depth_profile_sums_to_ntk_diagonal(phi, sw, sb):
+    shares = ntk.ntk_depth_profile(X, phi, sw, sb, depth=5)
+    assert shares.shape == (6, 6, X.shape[0])
+    for depth in (0, 2, 5):
+        _, theta = ntk.nngp_and_ntk(X, None, phi, sw, sb, depth)
+        np.testing.assert_allclose(shares[depth].sum(0), np.diag(theta), rtol=1e-10)
+        assert np.all(shares[depth, depth + 1 :] == 0)
+    # The last layer's share is its own length q^L = K^L(x, x).
+    k5 = mft.nngp_kernel(X, None, phi, sw, sb, 5)
+    np.testing.assert_allclose(shares[5, 5], np.diag(k5), rtol=1e-10)
+
+
+def test_ordered_ntk_diagonal_saturates_at_q_over_one_minus_chi():
+    phi, sw, sb = "tanh", 1.2, 0.3
+    q, chi = float(mft.q_star(phi, sw, sb)), float(mft.chi1(phi, sw, sb))
+    limit = ntk.ntk_diagonal_limit(phi, sw, sb)
+    assert chi < 1 and limit == pytest.approx(q / (1 - chi), rel=1e-12)
+    shares = ntk.ntk_depth_profile(X[:2], phi, sw, sb, depth=60)
+    np.testing.assert_allclose(shares[60].sum(0), limit, rtol=1e-8)
+    # Early layers' shares decay as chi1^(L - l): the input layer's share is negligible.
+    assert np.all(shares[60, 0] < 1e-8 * limit)
+
+
+@pytest.mark.parametrize(
+    "phi, sw, sb", [("tanh", 3.0, 0.05), ("relu", 2.0, 0.0), ("relu", 2.5, 0.1)]
+)
+def test_ntk_diagonal_limit_is_infinite_at_and_beyond_criticality(phi, sw, sb):
+    assert ntk.ntk_diagonal_limit(phi, sw, sb) == float("inf")
+
+
+@pytest.mark.slow
+def test_ntk_by_layer_sums_to_jacobian_ntk():
+    for n_out, depth in ((1, 2), (3, 0), (5, 3)):
+        p = ntk_nets.init_ntk(jax.random.PRNGKey(4), X.shape[1], 6, depth, n_out)
+        by_layer = np.asarray(ntk_nets.ntk_by_layer(p, X, X[:3], "tanh", 1.5, 0.1))
+        assert by_layer.shape == (depth + 1, X.shape[0], 3)
+        ref = np.asarray(ntk_nets.empirical_ntk(p, X, X[:3], "tanh", 1.5, 0.1))
+        np.testing.assert_allclose(by_layer.sum(0), ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_ntk_shares_by_depth_match_truncated_networks():
+    depth, width = 3, 7
+    p = ntk_nets.init_ntk(jax.random.PRNGKey(5), X.shape[1], width, depth, width)
+    shares = np.asarray(ntk_nets.ntk_shares_by_depth(p, X, "erf", 1.3, 0.2))
+    assert shares.shape == (depth + 1, depth + 1, X.shape[0])
+    for L in range(depth + 1):
+        ref = np.asarray(ntk_nets.ntk_by_layer(p[: L + 1], X, None, "erf", 1.3, 0.2))
+        np.testing.assert_allclose(
+            shares[L, : L + 1], np.diagonal(ref, axis1=1, axis2=2), rtol=1e-10
+        )
+        assert np.all(shares[L, L + 1 :] == 0)
+
+
+def test_ntk_layer_functions_reject_bad_input():
+    p = ntk_nets.init_ntk(jax.random.PRNGKey(0), X.shape[1], 4, 2, 3)
+    with pytest.raises(ValueError, match="output"):
+        ntk_nets.ntk_by_layer(p, X, None, "relu", 2.0, 0.1, output=3)
+    with pytest.raises(ValueError, match="square"):
+        ntk_nets.ntk_shares_by_depth(p, X, "relu", 2.0, 0.1)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        ntk.ntk_depth_profile(X, "relu", -1.0, 0.1, 3)
+    with pytest.raises(TypeError, match="depth"):
+        ntk.ntk_depth_profile(X, "relu", 2.0, 0.1, 2.5)
+    with pytest.raises(ValueError, match="n_record"):
+        ntk_nets.train_gd_with_ntk(
+            jax.random.PRNGKey(0),
+            X,
+            np.ones((5, 2)),
+            X,
+            "relu",
+            2.0,
+            0.1,
+            1,
+            8,
+            0.1,
+            10,
+            n_record=3,
+        )
+
+
+@pytest.mark.slow
+def test_train_gd_with_ntk_matches_train_gd_and_starts_at_zero_change():
+    x, xt = X[:4], X[4:]
+    y = RNG.normal(size=(4, 2))
+    args = (jax.random.PRNGKey(2), x, y, xt, "erf", 1.5, 0.1, 1, 32, 0.05, 8)
+    plain = ntk_nets.train_gd(*args, n_seeds=2)
+    watched = ntk_nets.train_gd_with_ntk(*args, n_seeds=2, n_record=4)
+    for k in ("test_outputs", "initial_test_outputs", "train_loss"):
+        np.testing.assert_allclose(watched[k], plain[k], rtol=1e-10, atol=1e-12)
+    assert watched["ntk_change"].shape == (2, 5)
+    assert np.all(watched["ntk_change"][:, 0] == 0) and np.all(watched["ntk_change"][:, 1:] > 0)
+    np.testing.assert_array_equal(watched["record_steps"], [0, 2, 4, 6, 8])
+    ref = np.asarray(
+        ntk_nets.empirical_ntk(
+            ntk_nets.init_ntk(jax.random.split(jax.random.PRNGKey(2), 2)[0], 7, 32, 1, 2),
+            x,
+            None,
+            "erf",
+            1.5,
+            0.1,
+        )
+    )
+    np.testing.assert_allclose(watched["ntk_initial"][0], ref, rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_finite_network_ntk_depth_profile_matches_theory():
+    # Ordered tanh: Theta^L(x, x) saturates; 8 networks of width 512, depth 12.
+    x = X[:2]
+    depth, width, seeds = 12, 512, 8
+    theory = ntk.ntk_depth_profile(x, "tanh", 1.2, 0.3, depth)
+    sims = []
+    for s in range(seeds):
+        p = ntk_nets.init_ntk(jax.random.PRNGKey(100 + s), x.shape[1], width, depth, width)
+        sims.append(np.asarray(ntk_nets.ntk_shares_by_depth(p, x, "tanh", 1.2, 0.3)))
+    total = np.stack(sims).sum(2)  # (seeds, L, n): Theta^L diagonal
+    mean, se = total.mean(0), total.std(0, ddof=1) / np.sqrt(seeds)
+    # 5 standard errors of the seed mean plus an O(L/N) finite-width bias allowance.
+    bias = 2.0 * (np.arange(depth + 1)[:, None] + 1) / width * theory.sum(1)
+    assert np.all(np.abs(mean - theory.sum(1)) < 5 * se + bias)
+
+
+@pytest.mark.slow
+def test_ntk_change_during_training_shrinks_with_width():
+    x, y = X, RNG.normal(size=(5, 2))
+    _, theta = ntk.nngp_and_ntk(x, None, "relu", 2.0, 0.1, 2)
+    eta = 1.0 / np.linalg.eigvalsh(np.asarray(theta)).max()
+    change = {}
+    for width in (64, 1024):
+        run = ntk_nets.train_gd_with_ntk(
+            jax.random.PRNGKey(7),
+            x,
+            y,
+            x,
+            "relu",
+            2.0,
+            0.1,
+            2,
+            width,
+            eta,
+            40,
+            n_seeds=4,
+            n_record=2,
+        )
+        change[width] = run["ntk_change"][:, -1].mean()
+    # The change vanishes with width: 16x the width gives N^{-1/2} (a quarter) or faster; it
+    # is measured at about N^{-0.8} here, so require an exponent between -1.3 and -0.35.
+    assert change[64] / 16**1.3 < change[1024] < change[64] / 16**0.35
