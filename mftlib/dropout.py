@@ -1,4 +1,5 @@
-r"""Mean-field theory of fully connected networks with dropout (Schoenholz et al. 2017, Sec. 4).
+r"""Mean-field theory of fully connected networks with dropout (Schoenholz et al. 2017, the
+section on dropout).
 
 Dropout with keep probability :math:`\rho \in (0, 1]` multiplies each post-activation by an
 independent mask :math:`p^l_i/\rho`, :math:`p^l_i \sim \mathrm{Bernoulli}(\rho)`, drawn afresh for
@@ -10,7 +11,7 @@ every unit, layer and input:
 
 Since :math:`\mathbb{E}[(p/\rho)^2] = 1/\rho` while two independent masks give
 :math:`\mathbb{E}[p_a p_b]/\rho^2 = 1`, the length and covariance maps become (Schoenholz et al.
-2017, eq. 10 and 11)
+2017)
 
 .. math::
 
@@ -21,7 +22,7 @@ The length map is the dense one with :math:`\sigma_w^2 \to \sigma_w^2/\rho`; the
 the fixed point :math:`q^*` is the dense one, :math:`C(c) = [\sigma_w^2\mathbb{E}\phi(u_1)\phi(u_2)
 + \sigma_b^2]/q^*`, but now :math:`C(1) = 1 - (1/\rho - 1)\sigma_w^2\mathbb{E}[\phi^2]/q^* < 1`: the
 fixed point :math:`c = 1` is gone, the stable fixed point :math:`c^* < 1` for every
-:math:`\sigma_w^2`, and the depth scale (Schoenholz et al. 2017, eq. 9, with these :math:`q^*, c^*`)
+:math:`\sigma_w^2`, and the depth scale (Schoenholz et al. 2017, with these :math:`q^*, c^*`)
 
 .. math::
 
@@ -85,14 +86,14 @@ def _f64(x) -> Array:
 
 def length_map(phi, sigma_w2, sigma_b2, rho, q) -> Array:
     r"""Length map with dropout, :math:`q \mapsto (\sigma_w^2/\rho)\int\mathcal{D}z\,
-    \phi(\sqrt q z)^2 + \sigma_b^2` (Schoenholz et al. 2017, eq. 10). Broadcasts over ``q``."""
+    \phi(\sqrt q z)^2 + \sigma_b^2` (Schoenholz et al. 2017). Broadcasts over ``q``."""
     act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     V.variance("q", q)
     return length_map_traced(act, _f64(sigma_w2) / _f64(rho), _f64(sigma_b2), _f64(q))
 
 
 def correlation_map(phi, sigma_w2, sigma_b2, rho, c) -> Array:
-    r"""Correlation map with dropout at the fixed length :math:`q^*` (Schoenholz et al. eq. 11).
+    r"""Correlation map with dropout at the fixed length :math:`q^*` (Schoenholz et al. 2017).
 
     .. math:: c \mapsto \frac{\sigma_w^2\,\mathbb{E}[\phi(u_1)\phi(u_2)] + \sigma_b^2}{q^*},
        \quad (u_1, u_2) \sim \mathcal{N}\!\left(0, q^*\begin{pmatrix}1 & c\\ c & 1
@@ -160,11 +161,12 @@ def _quantities_rho(act: Activation, sw, sb, rho) -> dict:
 def quantities(phi, sigma_w2, sigma_b2, rho) -> dict:
     r"""All mean-field quantities of the dropout network at one point, as a dict of float64 scalars.
 
-    Keys: ``q_star`` (fixed point of eq. 10), ``c_star`` (stable fixed point of the correlation
-    map, :math:`< 1` for :math:`\rho < 1`), ``chi1`` (:math:`(\sigma_w^2/\rho)\mathbb{E}\phi'^2`,
-    the per-layer factor of squared gradients), ``chi_c`` (slope of the correlation map at
-    :math:`c^*`), ``xi_q`` and ``xi_c`` (:math:`-1/\log` of the slopes, Schoenholz et al. eq. 6
-    and 9). Where :math:`q^*` is 0 or infinite, everything but ``q_star`` is NaN.
+    Keys: ``q_star`` (fixed point of the length map), ``c_star`` (stable fixed point of the
+    correlation map, :math:`< 1` for :math:`\rho < 1`), ``chi1``
+    (:math:`(\sigma_w^2/\rho)\mathbb{E}\phi'^2`, the per-layer factor of squared gradients),
+    ``chi_c`` (slope of the correlation map at :math:`c^*`), ``xi_q`` and ``xi_c``
+    (:math:`-1/\log` of the slopes, Schoenholz et al. 2017). Where :math:`q^*` is 0 or
+    infinite, everything but ``q_star`` is NaN.
     """
     act = check_parameters(phi, sigma_w2, sigma_b2, rho)
     for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2), ("rho", rho)):
@@ -191,7 +193,7 @@ def c_star(phi, sigma_w2, sigma_b2, rho) -> Array:
 
 def chi1(phi, sigma_w2, sigma_b2, rho) -> Array:
     r""":math:`\chi_1 = (\sigma_w^2/\rho)\int\mathcal{D}z\,\phi'(\sqrt{q^*}z)^2`: the factor
-    of backpropagated squared gradient norms with dropout (Schoenholz et al. 2017, Sec. 5)."""
+    of backpropagated squared gradient norms with dropout (Schoenholz et al. 2017)."""
     return quantities(phi, sigma_w2, sigma_b2, rho)["chi1"]
 
 
@@ -202,7 +204,7 @@ def chi_c(phi, sigma_w2, sigma_b2, rho) -> Array:
 
 
 def depth_scales(phi, sigma_w2, sigma_b2, rho) -> tuple[Array, Array]:
-    r"""Depth scales :math:`(\xi_q, \xi_c)` with dropout (Schoenholz et al. 2017, eq. 6 and 9).
+    r"""Depth scales :math:`(\xi_q, \xi_c)` with dropout (Schoenholz et al. 2017).
 
     :math:`\xi_q = -1/\log[(\sigma_w^2/\rho)\,\partial_q\mathbb{E}\phi^2]` at :math:`q^*` and
     :math:`\xi_c = -1/\log\chi_c`. For :math:`\rho < 1`, :math:`\xi_c` is finite for every

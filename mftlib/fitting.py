@@ -44,6 +44,8 @@ __all__ = [
     "exponential_scale",
     "power_law",
     "rate",
+    "WeightedMean",
+    "weighted_mean",
 ]
 
 #: The grid of depth scales on which :func:`exponential_scale` (``log=False``) starts its search.
@@ -528,3 +530,56 @@ def depth_multiple(accuracy, depths, xi, threshold: float, k_grid=None) -> Depth
     best = np.flatnonzero(errors == errors.min())
     low, high = float(k_grid[best[0]]), float(k_grid[best[-1]])
     return DepthMultiple(0.5 * (low + high), low, high, errors)
+
+
+# --- combining measurements ---------------------------------------------------------------------
+
+
+class WeightedMean(NamedTuple):
+    """The result of :func:`weighted_mean`.
+
+    Attributes:
+        value: the inverse-variance weighted mean.
+        stderr: its standard error, :math:`(\\sum_i 1/s_i^2)^{-1/2}`.
+        chi2: :math:`\\sum_i (y_i - \\bar y)^2 / s_i^2`, the consistency of the measurements.
+        dof: its degrees of freedom, ``n - 1``.
+        p_value: the probability of a :math:`\\chi^2` at least this large if the measurements
+            agree within their errors (``nan`` for a single measurement).
+    """
+
+    value: float
+    stderr: float
+    chi2: float
+    dof: int
+    p_value: float
+
+
+def weighted_mean(values, stderr) -> WeightedMean:
+    r"""Inverse-variance weighted mean of independent measurements :math:`y_i \pm s_i`.
+
+    :math:`\bar y = \sum_i w_i y_i / \sum_i w_i` with :math:`w_i = 1/s_i^2`, standard error
+    :math:`(\sum_i w_i)^{-1/2}`, and :math:`\chi^2 = \sum_i w_i (y_i - \bar y)^2` with ``n - 1``
+    degrees of freedom and its tail probability: a :math:`\chi^2` much above its degrees of
+    freedom (a small ``p_value``) says the measurements disagree by more than their errors (e.g.
+    ratios of measured to predicted depth scales that are not one constant).
+
+    Args:
+        values: the measurements ``(n,)``; stderr: their standard errors ``(n,)``, positive.
+
+    Raises:
+        ValueError: naming ``values`` or ``stderr`` if they are not finite 1-D arrays of one
+            length, or an error is not positive.
+    """
+    y = np.asarray(values, np.float64)
+    s = np.asarray(stderr, np.float64)
+    if y.ndim != 1 or y.size == 0 or not np.all(np.isfinite(y)):
+        raise ValueError(f"values must be a non-empty 1-D array of finite numbers, got {values!r}")
+    if s.shape != y.shape or not np.all(np.isfinite(s)) or np.any(s <= 0):
+        raise ValueError(f"stderr must be positive and finite, one per value, got {stderr!r}")
+    from scipy import stats
+
+    w = 1.0 / s**2
+    mean = float(np.sum(w * y) / np.sum(w))
+    chi2, dof = float(np.sum(w * (y - mean) ** 2)), int(y.size - 1)
+    p_value = float(stats.chi2.sf(chi2, dof)) if dof > 0 else float("nan")
+    return WeightedMean(mean, float(np.sum(w) ** -0.5), chi2, dof, p_value)

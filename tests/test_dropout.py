@@ -131,7 +131,7 @@ def test_xi_c_from_correlation_decay(sw, rho, rel):
 
 @pytest.mark.slow
 def test_gradient_norms_grow_as_chi1():
-    """||delta^l||^2 of random dense networks changes by chi_1 per layer (Schoenholz Sec. 5)."""
+    """||delta^l||^2 of random dense networks changes by chi_1 per layer (Schoenholz et al.)."""
     depth, width, seeds = 20, 500, 4
     for sw in (1.2, 3.0):
         qs, chi = _f(mft.q_star("tanh", sw, SB)), _f(mft.chi1("tanh", sw, SB))
@@ -162,3 +162,77 @@ def test_bad_inputs():
     x = nw.make_inputs(KEY, 2, 8, 1.0)
     with pytest.raises(ValueError, match="rho"):
         dropout_nets.preactivation_moments(KEY, x, "tanh", 1.5, SB, 0.0, 16, 2)
+
+
+# --- depth scales measured in simulated networks: length_decay, depth_scale_sweep ---------------
+
+
+@pytest.mark.slow
+def test_length_decay_measures_xi_q():
+    """q^l - q* of width-1000 networks started at 2 q* decays as the mean-field trajectory: the
+    fit to the seed mean agrees with the same fit applied to the mean-field trajectory within 4
+    jackknife errors plus 5% (O(1/N) corrections and the short fitted window)."""
+    out = dropout_nets.length_decay(
+        KEY, "tanh", 2.0, SB, 1.0, q0_ratio=2.0, width=1000, depth=8, n_seeds=12
+    )
+    assert out["fit"].sum() >= 3 and out["deviation"].shape == (12, 9)
+    assert out["xi_theory_fit"] == pytest.approx(out["xi_q"], rel=0.2)  # the estimator's bias
+    se = out["xi_mean_stderr"]
+    assert 0 < se < 0.15 * out["xi_theory_fit"]
+    assert abs(out["xi_mean"] - out["xi_theory_fit"]) < 4 * se + 0.05 * out["xi_theory_fit"]
+    # With dropout the length map is the dense one at sigma_w2 / rho: a faster decay at rho < 1.
+    assert _f(dr.depth_scales("tanh", 2.0, SB, 0.9)[0]) < out["xi_q"]
+
+
+@pytest.mark.slow
+def test_sweep_with_floor_measures_chaotic_xi_c():
+    """Chaotic phase (c* < 1): the fit stops where the mean-field deviation meets the floor;
+    width-800 networks reproduce the mean-field decay within 4 jackknife errors plus 5%."""
+    out = dropout_nets.depth_scale_sweep(
+        KEY,
+        "tanh",
+        [3.0, 4.0],
+        SB,
+        kind="c",
+        c0=-0.5,
+        width=800,
+        depth=[28, 21],
+        n_seeds=6,
+        n_inputs=3,
+        floor=0.02,
+    )
+    assert out["xi_fit"].shape == (6, 2) and len(out["runs"]) == 2
+    assert [r["layers"].size for r in out["runs"]] == [29, 22]
+    for i, r in enumerate(out["runs"]):
+        assert np.all(np.abs(r["theory"][r["fit"]]) >= 0.02)
+        se = out["xi_mean_stderr"][i]
+        assert abs(out["xi_mean"][i] - out["theory_fit"][i]) < 4 * se + 0.05 * out["theory"][i]
+    np.testing.assert_allclose(
+        out["theory"], [_f(mft.depth_scales("tanh", s, SB)[1]) for s in (3.0, 4.0)]
+    )
+
+
+def test_input_cosine_sets_the_first_layer_correlation():
+    qs = _f(dr.q_star("tanh", 2.0, SB, 0.9))
+    c0 = dropout_nets.input_cosine("tanh", 2.0, SB, [0.2, 0.5], 0.9)
+    # First-layer correlation of inputs at the fixed length: (sigma_w2 q_in c0 + sigma_b2) / q*.
+    np.testing.assert_allclose((c0 * (qs - SB) + SB) / qs, [0.2, 0.5], rtol=1e-12)
+    with pytest.raises(ValueError, match="c_first"):
+        dropout_nets.input_cosine("tanh", 2.0, SB, -1.0, 0.9)
+
+
+def test_decay_and_sweep_validation():
+    with pytest.raises(ValueError, match="q0_ratio"):
+        dropout_nets.length_decay(KEY, "tanh", 1.5, SB, q0_ratio=1.0)
+    with pytest.raises(ValueError, match="q0_ratio"):
+        dropout_nets.length_decay(KEY, "tanh", 1.0, SB, q0_ratio=0.1)  # below sigma_b2
+    with pytest.raises(ValueError, match="floor"):
+        dropout_nets.length_decay(KEY, "tanh", 1.5, SB, floor=-1.0)
+    with pytest.raises(ValueError, match="floor"):
+        dropout_nets.correlation_decay(KEY, "tanh", 3.0, SB, floor=float("nan"))
+    with pytest.raises(ValueError, match="kind"):
+        dropout_nets.depth_scale_sweep(KEY, "tanh", [1.5], SB, kind="x")
+    with pytest.raises(ValueError, match="depth"):
+        dropout_nets.depth_scale_sweep(KEY, "tanh", [1.5, 2.0], SB, depth=[10, 20, 30])
+    with pytest.raises(ValueError, match="sigma_w2"):
+        dropout_nets.depth_scale_sweep(KEY, "tanh", [-1.5], SB)

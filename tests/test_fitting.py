@@ -163,3 +163,16 @@ def test_seed_to_seed_coverage():
 def test_bad_input_raises_value_error_naming_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_weighted_mean_and_its_consistency():
+    out = fitting.weighted_mean([1.0, 3.0], [1.0, 1.0])
+    assert out.value == pytest.approx(2.0) and out.stderr == pytest.approx(2**-0.5)
+    assert out.chi2 == pytest.approx(2.0) and out.dof == 1
+    assert out.p_value == pytest.approx(0.1573, abs=1e-4)  # P(chi2_1 >= 2)
+    out = fitting.weighted_mean([1.0, 2.0], [0.1, 1.0])  # the precise one dominates
+    assert out.value == pytest.approx((100 + 2) / 101)
+    with pytest.raises(ValueError, match="stderr"):
+        fitting.weighted_mean([1.0, 2.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="values"):
+        fitting.weighted_mean([np.nan], [1.0])

@@ -456,3 +456,88 @@ def make_inputs(key: Array, n: int, d: int, q0: float, c0: float | None = None) 
     evals, evecs = np.linalg.eigh(G)
     root = (evecs * np.sqrt(np.clip(evals, 0.0, None))) @ evecs.T
     return scale * jnp.asarray(root) @ U
+
+
+# --- measuring the gradient depth scale -----------------------------------------------------------
+
+
+def gradient_scale(
+    key: Array,
+    phi: PhiLike,
+    sigma_w2: float,
+    sigma_b2: float,
+    width: int = 500,
+    depth: int = 20,
+    n_seeds: int = 4,
+    n_inputs: int = 2,
+    d: int = 64,
+) -> dict:
+    r"""Measure the per-layer factor :math:`\chi_1` of squared gradients, and
+    :math:`\xi_\nabla = 1/|\log\chi_1|`, in simulated networks.
+
+    ``n_inputs`` inputs of random direction start at the fixed length (first-layer
+    :math:`q^0 = q^*`); :func:`gradient_norms` backpropagates a random readout through ``n_seeds``
+    networks, and :math:`\|\delta^l\|^2` is averaged over the inputs. Mean-field theory
+    (Schoenholz et al. 2017, gradient backpropagation) predicts the mean over networks,
+    :math:`\mathbb{E}\|\delta^l\|^2 = \chi_1^{L-l}\,\mathbb{E}\|\delta^L\|^2` with
+    :math:`\chi_1 = \sigma_w^2\int\mathcal{D}z\,\phi'(\sqrt{q^*}z)^2`. The estimate is therefore
+    taken from the seed-mean sequence :math:`\bar g^l`: :math:`\log\chi_1` is its mean log-ratio
+    :math:`\overline{\log(\bar g^{l}/\bar g^{l+1})}` over all layers (:func:`mftlib.fitting.rate`)
+    (a mean of per-network log-ratios would be biased low by half their variance), with a
+    jackknife standard error over the seeds.
+
+    Args:
+        key: JAX PRNG key (inputs from ``fold_in(key, 0)``, networks from ``fold_in(key, 1)``).
+        phi, sigma_w2, sigma_b2: the network (``sigma_w2 > 0``).
+        width, depth, n_seeds, n_inputs, d: sizes (``depth >= 2``, ``n_seeds >= 2``).
+
+    Returns:
+        dict with ``norms`` ``(n_seeds, depth+1)`` (:math:`\|\delta^l\|^2`, mean over inputs),
+        ``theory`` ``(depth+1,)`` (:math:`\chi_1^{L-l}` times the seed mean of
+        :math:`\|\delta^L\|^2`), ``chi1_fit`` and ``chi1_stderr``, ``xi_fit`` and ``xi_stderr``
+        (:math:`1/|\log\chi_1|`, its error by the delta method), and the theory's ``chi1`` and
+        ``xi_grad``.
+
+    Raises:
+        ValueError: naming the parameter, for a bad variance, size or activation, or where the
+            length map has no finite fixed point above ``sigma_b2``.
+    """
+    from mftlib import dense, fitting  # the mean-field module this simulation checks
+
+    act = activation(phi)
+    sw = float(_validate.variance("sigma_w2", sigma_w2, positive=True))
+    sb = float(_validate.variance("sigma_b2", sigma_b2))
+    depth = _validate.positive_int("depth", depth)
+    if depth < 2:
+        raise ValueError(f"depth must be >= 2 (a rate needs two ratios), got {depth}")
+    n_seeds = _validate.positive_int("n_seeds", n_seeds)
+    if n_seeds < 2:
+        raise ValueError(f"n_seeds must be >= 2 (the error comes from the seeds), got {n_seeds}")
+    n_inputs = _validate.positive_int("n_inputs", n_inputs)
+    d = _validate.positive_int("d", d)
+    qs = float(dense.q_star(act, sw, sb))
+    if not np.isfinite(qs) or qs <= sb:
+        raise ValueError(f"gradient_scale needs a finite q* > sigma_b2, got q* = {qs}")
+    x = make_inputs(jax.random.fold_in(key, 0), n_inputs, d, (qs - sb) / sw)
+    norms = np.asarray(
+        gradient_norms(jax.random.fold_in(key, 1), x, act, sw, sb, width, depth, n_seeds)
+    ).mean(axis=-1)
+
+    def log_chi(g):  # fitting.rate reads the factor from layer l to l + 1, i.e. 1 / chi_1
+        return -float(np.log(fitting.rate(g.mean(axis=0)).value))
+
+    est = log_chi(norms)
+    loo = np.array([log_chi(np.delete(norms, s, axis=0)) for s in range(n_seeds)])
+    se = float(np.sqrt((n_seeds - 1) / n_seeds * np.sum((loo - loo.mean()) ** 2)))
+    chi = float(dense.chi1(act, sw, sb))
+    layers = np.arange(depth + 1)
+    return {
+        "norms": norms,
+        "theory": chi ** (depth - layers) * norms[:, -1].mean(),
+        "chi1_fit": float(np.exp(est)),
+        "chi1_stderr": float(np.exp(est) * se),
+        "xi_fit": 1.0 / abs(est) if est != 0.0 else float("inf"),
+        "xi_stderr": se / est**2 if est != 0.0 else float("inf"),
+        "chi1": chi,
+        "xi_grad": float(1.0 / abs(np.log(chi))) if chi != 1.0 else float("inf"),
+    }
