@@ -453,7 +453,7 @@ ONSET_LAWS = ("delta0", "tau_c", "tau_tail", "lyapunov", "discrete_lyapunov")
 
 def scs_onset_ratio(name: str, g) -> float:
     """The onset law ``name`` of :func:`scs_onset_laws` divided by the exact value at ``g``
-    (:func:`scs_delta0`, :func:`scs_correlation_time`, :func:`scs_lyapunov`,
+    (``scs_delta0``, :func:`scs_correlation_time`, ``scs_lyapunov``,
     :func:`discrete_lyapunov`; tanh).
 
     Raises:

@@ -164,13 +164,13 @@ def _circle_correlations(act, sw, sb, angles, depth: int):
 def kernel_errors(key, x, phi, sigma_w2, sigma_b2, depth: int, widths, n_seeds: int = 4) -> dict:
     r"""Relative Frobenius errors of one finite network's NNGP kernel and NTK against the limits.
 
-    For every width :math:`N` and seed, a network of :func:`mftlib.networks.ntk.init_ntk`
+    For every width :math:`N` and seed, a network of ``mftlib.networks.ntk.init_ntk``
     (``depth`` hidden layers, a readout of :math:`N` units, key ``fold_in(split(key,
     n_seeds)[s], j)`` for width ``j``) gives the empirical NNGP kernel
     :math:`\hat K = N^{-1}\sum_i f_i(x) f_i(x')` over its readout units and the empirical NTK
-    :math:`\hat\Theta` of readout unit 0 (:func:`mftlib.networks.ntk.ntk_by_layer`); the errors
+    :math:`\hat\Theta` of readout unit 0 (``mftlib.networks.ntk.ntk_by_layer``); the errors
     are :math:`\lVert\hat K - K\rVert_F/\lVert K\rVert_F` and the same for :math:`\Theta`, against
-    :func:`mftlib.ntk.nngp_and_ntk`. Both fluctuate at :math:`O(N^{-1/2})`.
+    ``mftlib.ntk.nngp_and_ntk``. Both fluctuate at :math:`O(N^{-1/2})`.
 
     Returns:
         dict with ``widths`` ``(n_w,)``, ``nngp`` and ``ntk`` ``(n_seeds, n_w)``, and the fits
@@ -210,7 +210,7 @@ def ntk_depth_profile(key, x, phi, sigma_w2, sigma_b2, depth: int, width: int, n
 
     Theory: :func:`mftlib.ntk.ntk_depth_profile`. Simulation: ``n_seeds`` networks
     ``init_ntk(split(key, n_seeds)[s], d, width, depth, n_out=width)``, whose truncations after
-    each layer give :func:`mftlib.networks.ntk.ntk_shares_by_depth`.
+    each layer give ``mftlib.networks.ntk.ntk_shares_by_depth``.
 
     Returns:
         dict with ``theory`` ``(depth + 1, depth + 1, n)``, ``simulated``
@@ -251,7 +251,7 @@ def ntk_training(
     r"""Wide networks trained by gradient descent against the NTK theory (Jacot et al. 2018).
 
     For every width, ``n_seeds`` networks in the NTK parameterisation are trained by
-    :func:`mftlib.networks.ntk.train_gd_with_ntk` (full-batch gradient descent on
+    ``mftlib.networks.ntk.train_gd_with_ntk`` (full-batch gradient descent on
     :math:`\tfrac12\sum_i\lVert f(x_i) - y_i\rVert^2`, step :math:`\eta =
     1/\lambda_{\max}(\Theta)` of the limiting NTK on the training inputs, ``steps`` steps, so
     time :math:`t = \eta\cdot` ``steps``). Two measurements per network:

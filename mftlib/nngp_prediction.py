@@ -564,7 +564,7 @@ def nngp_kernels_at_depths(x, phi, sigma_w2, sigma_b2, depths) -> list[np.ndarra
 
     Each layer applies the covariance map :math:`K \mapsto \sigma_w^2\,\mathbb{E}_{u \sim
     \mathcal{N}(0, K)}[\phi(u)\phi(u)^\top] + \sigma_b^2` to the whole matrix
-    (:meth:`mftlib.activations.Activation.moment_matrix`, whose diagonal follows the stable
+    (``mftlib.activations.Activation.moment_matrix``, whose diagonal follows the stable
     one-input rule), starting from :math:`K^0 = \sigma_b^2 + \sigma_w^2 x\cdot x'/d`; the
     kernel is kept at each requested depth. Activations without a closed-form pair moment fall
     back to :func:`nngp_kernel_stable` at each depth.

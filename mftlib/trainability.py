@@ -214,8 +214,9 @@ def train_grid(
         ``(n_depths, n_sw, n_seeds)`` after the last step.
 
     Raises:
-        ValueError or TypeError naming the parameter, for bad variances, sizes, step counts,
-        data, optimizer, keep probability or dtype.
+        ValueError: naming the parameter, for bad variances, sizes, step counts, data,
+            optimizer, keep probability or dtype.
+        TypeError: naming the parameter, for arguments of the wrong type.
     """
     key = V.key(key)
     act = activation(phi)

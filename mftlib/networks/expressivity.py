@@ -322,7 +322,7 @@ def boundary_curvatures(
     Each of ``n_seeds`` networks is :math:`h^l = W^l\phi(h^{l-1}) + b^l`, :math:`l = 1..L`
     (:math:`L` = ``depth``, width :math:`N`, :math:`W^l_{ij}\sim\mathcal{N}(0,\sigma_w^2/N)`,
     :math:`b^l_i\sim\mathcal{N}(0,\sigma_b^2)`, layer :math:`l` drawn with
-    :func:`mftlib.networks.draw_layer`), read out by :math:`y = v\cdot h^L` with
+    ``mftlib.networks.draw_layer``), read out by :math:`y = v\cdot h^L` with
     :math:`v\sim\mathcal{N}(0, I/N)`. At ``n_points`` points :math:`h^0\sim\mathcal{N}(0, qI)`
     it measures the level set :math:`\{y = y(h^0)\}` through the point: the decision boundary
     :math:`y = 0` is one of these level sets. With ``newton_steps > 0`` the points are first moved
