@@ -41,6 +41,7 @@ def test_delta0_against_simulation(g):
     assert sim == pytest.approx(dmft.scs_delta0(g), rel=0.10)
 
 
+@pytest.mark.slow  # simulates finite networks
 def test_autocorrelation_shape_against_simulation():
     # Normalised Delta(tau)/Delta(0) up to tau = 20 (three correlation times) at g = 2; the
     # simulated curve is the mean of two seeds, whose difference is about 0.02 at every lag.

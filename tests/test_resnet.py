@@ -258,6 +258,7 @@ def test_width_variation_in_simulation():
         rn.simulate(jax.random.PRNGKey(0), X2, "tanh", 1.0, 0.0, L, hidden_widths=m)
 
 
+@pytest.mark.slow  # simulates finite networks
 def test_variance_decay_in_simulation():
     L = 40
     sv, sw = resnet.schedule(1.0, 0.5, L), resnet.schedule(1.0, 0.5, L)
