@@ -42,37 +42,12 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 
 
 def _optimizer(name, learning_rate: float) -> optax.GradientTransformation:
-    if isinstance(name, optax.GradientTransformation):
-        return name
-    if name not in OPTIMIZERS:
+    # The grid accepts a subset of training.OPTIMIZERS (no rmsprop).
+    if not isinstance(name, optax.GradientTransformation) and name not in OPTIMIZERS:
         raise ValueError(
             f"optimizer must be one of {OPTIMIZERS} or an optax transform, got {name!r}"
         )
-    if name == "sgd":
-        return optax.sgd(learning_rate)
-    if name == "momentum":
-        return optax.sgd(learning_rate, momentum=0.9)
-    return optax.adam(learning_rate)
-
-
-def _check_data(data):
-    for name in ("x_train", "y_train", "x_test", "y_test", "n_classes"):
-        if not hasattr(data, name):
-            raise TypeError(
-                f"data must have x_train, y_train, x_test, y_test, n_classes; no {name}"
-            )
-    x_tr = np.asarray(V.matrix("data.x_train", data.x_train), np.float64)
-    x_te = np.asarray(V.matrix("data.x_test", data.x_test), np.float64)
-    if x_te.shape[1] != x_tr.shape[1]:
-        raise ValueError(f"x_test has {x_te.shape[1]} features, x_train {x_tr.shape[1]}")
-    n_classes = V.positive_int("data.n_classes", data.n_classes)
-    y_tr, y_te = np.asarray(data.y_train), np.asarray(data.y_test)
-    for name, y, x in (("y_train", y_tr, x_tr), ("y_test", y_te, x_te)):
-        if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"data.{name} must be integer labels of shape ({x.shape[0]},)")
-        if y.min() < 0 or y.max() >= n_classes:
-            raise ValueError(f"data.{name} must lie in 0..{n_classes - 1}")
-    return x_tr, y_tr, x_te, y_te, n_classes
+    return training.make_optimizer(name, learning_rate)
 
 
 def _draw(seed_keys, layer: int, fan_in: int, fan_out: int):
@@ -246,7 +221,7 @@ def train_grid(
             "a stateful optimizer (momentum, Adam, ...) would restart its state at every "
             "record: use eval_every = steps, or plain 'sgd'"
         )
-    x_tr, y_tr, x_te, y_te, n_classes = _check_data(data)
+    x_tr, y_tr, x_te, y_te, n_classes = training.check_data(data)
     n_eval = x_tr.shape[0] if n_eval is None else V.positive_int("n_eval", n_eval)
     n_eval = min(n_eval, x_tr.shape[0])
 

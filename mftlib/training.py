@@ -117,7 +117,9 @@ def _check_options(steps, batch_size, n_record, learning_rate, loss, dtype) -> t
     return steps, batch_size, n_record
 
 
-def _optimizer(name, learning_rate: float) -> optax.GradientTransformation:
+def make_optimizer(name, learning_rate: float) -> optax.GradientTransformation:
+    """The optax transform named by ``name`` (one of :data:`OPTIMIZERS`), or ``name`` itself if
+    it is already one."""
     if isinstance(name, optax.GradientTransformation):
         return name
     if name not in OPTIMIZERS:
@@ -249,8 +251,8 @@ def _train(
     steps, batch_size, n_record = _check_options(
         steps, batch_size, n_record, learning_rate, loss, dtype
     )
-    opt = _optimizer(optimizer, float(learning_rate))
-    x_tr, y_tr, x_te, y_te = _check_data(data)
+    opt = make_optimizer(optimizer, float(learning_rate))
+    x_tr, y_tr, x_te, y_te, _ = check_data(data)
 
     top = max(depths)
     seed_keys = jax.random.split(key, n_seeds)
@@ -327,7 +329,17 @@ def train_depths(
     return {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
 
 
-def _check_data(data):
+def check_data(data) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate a data set (``x_train``, ``y_train``, ``x_test``, ``y_test``, ``n_classes``).
+
+    Returns:
+        ``(x_train, y_train, x_test, y_test, n_classes)``: float64 inputs, integer labels.
+
+    Raises:
+        TypeError: ``data`` lacks one of the five attributes.
+        ValueError: naming the field, for a non-matrix input, mismatched features, labels of
+            the wrong shape or type or outside ``0..n_classes - 1``, or ``n_classes`` < 1.
+    """
     for name in ("x_train", "y_train", "x_test", "y_test", "n_classes"):
         if not hasattr(data, name):
             raise TypeError(
@@ -337,13 +349,14 @@ def _check_data(data):
     x_te = np.asarray(V.matrix("data.x_test", data.x_test), np.float64)
     if x_te.shape[1] != x_tr.shape[1]:
         raise ValueError(f"x_test has {x_te.shape[1]} features, x_train {x_tr.shape[1]}")
+    n_classes = V.positive_int("data.n_classes", data.n_classes)
     y_tr, y_te = np.asarray(data.y_train), np.asarray(data.y_test)
     for name, y, x in (("y_train", y_tr, x_tr), ("y_test", y_te, x_te)):
         if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"data.{name} must be integer labels of shape ({x.shape[0]},)")
-        if y.min() < 0 or y.max() >= int(data.n_classes):
-            raise ValueError(f"data.{name} must lie in 0..{int(data.n_classes) - 1}")
-    return x_tr, y_tr, x_te, y_te
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(f"data.{name} must lie in 0..{n_classes - 1}")
+    return x_tr, y_tr, x_te, y_te, n_classes
 
 
 def optimize(
@@ -383,7 +396,7 @@ def optimize(
         ``(params, losses)``: the parameters after the last step and the loss before each step,
         shape ``(steps,)``.
     """
-    opt = _optimizer(optimizer, learning_rate)
+    opt = make_optimizer(optimizer, learning_rate)
     if clip is not None:
         opt = optax.chain(optax.clip(clip), opt)
     if batches is None:
@@ -487,8 +500,8 @@ def train_models(
     steps, batch_size, n_record = _check_options(
         steps, batch_size, n_record, learning_rate, loss, dtype
     )
-    opt = _optimizer(optimizer, float(learning_rate))
-    x_tr, y_tr, x_te, y_te = _check_data(data)
+    opt = make_optimizer(optimizer, float(learning_rate))
+    x_tr, y_tr, x_te, y_te, _ = check_data(data)
     if x_shape is not None:
         x_shape = tuple(int(s) for s in x_shape)
         if int(np.prod(x_shape)) != x_tr.shape[1]:
