@@ -160,6 +160,19 @@ def _dense_step(W, b, h, *, act: Activation) -> Array:
     return act.fn(h) @ W.T + b
 
 
+def _circle_layers(seed_key, act: Activation, sigma_w2, sigma_b2, width, depth, q, x):
+    r"""Yield :math:`h^0, \dots, h^{depth}` of the network of :func:`_circle_params` at the points
+    ``x = (cos t, sin t)``, one jitted layer at a time; each layer's weights are dropped once
+    used, so memory holds one layer's weights and activations."""
+    params = _circle_params(seed_key, act, sigma_w2, sigma_b2, width, depth, q)
+    h = x @ params[0][0].T + params[0][1]
+    yield h
+    for layer in range(1, depth + 1):
+        h = _dense_step(*params[layer], h, act=act)
+        params[layer] = None
+        yield h
+
+
 @jax.jit
 def _pair_correlations(h_base: Array, h_off: Array) -> Array:
     """Cosine between h(theta_j) ``(B, N)`` and h(theta_j + delta_m) ``(B, M, N)``: ``(B, M)``."""
@@ -211,13 +224,8 @@ def circle_autocorrelation(
     x = jnp.stack([jnp.cos(angles), jnp.sin(angles)], axis=1)
     means, stds = [], []
     for seed_key in jax.random.split(key, n_seeds):
-        params = _circle_params(seed_key, act, sigma_w2, sigma_b2, width, depth, q)
-        h = x @ params[0][0].T + params[0][1]
         rows = []
-        for layer in range(depth + 1):
-            if layer:
-                h = _dense_step(*params[layer], h, act=act)
-                params[layer] = None  # drop the layer's weights once used
+        for h in _circle_layers(seed_key, act, sigma_w2, sigma_b2, width, depth, q, x):
             hb = h.reshape(n_base, off.size + 1, width)
             rows.append(_pair_correlations(hb[:, 0], hb[:, 1:]))
         c = np.asarray(jnp.stack(rows))  # (depth + 1, n_base, n_offsets)
@@ -629,12 +637,8 @@ def circle_principal_components(
     x = jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=1)
     fractions, projection = [], None
     for s, seed_key in enumerate(jax.random.split(key, n_seeds)):
-        params = _circle_params(seed_key, act, sigma_w2, sigma_b2, width, depth, q)
-        h = x @ params[0][0].T + params[0][1]
         rows, proj = [], []
-        for layer in range(depth + 1):
-            if layer:
-                h = _dense_step(*params[layer], h, act=act)
+        for h in _circle_layers(seed_key, act, sigma_w2, sigma_b2, width, depth, q, x):
             var, u = _gram_spectrum(h)  # variances s_k^2 (descending) and left vectors
             var = np.asarray(var[: theta.size - 1])  # the last one of a centred curve is 0
             rows.append(var / var.sum())
