@@ -189,3 +189,18 @@ def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> 
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def glue(name: str, value, display: bool = False) -> None:
+    """Glue ``value`` into the book page under ``name`` (:func:`myst_nb.glue`).
+
+    A numpy or JAX array holding one number (0-d, or of size 1) is glued as the Python int or
+    float it holds: the ``{glue:text}`` role formats only Python numbers (``np.float64`` fails to
+    format under ``-W``). Everything else is glued unchanged. Not displayed in the cell unless
+    ``display``.
+    """
+    from myst_nb import glue as nb_glue  # a book dependency, imported only where a page glues
+
+    if hasattr(value, "item") and np.size(value) == 1:
+        value = value.item()
+    nb_glue(name, value, display=display)

@@ -119,3 +119,23 @@ def test_label_axes(ax):
     )
     plotting.label_axes(ax, "a", "b")
     assert ax.get_title() == "length map"  # title untouched when not given
+
+
+def test_glue_passes_numpy_and_jax_numbers_as_python_numbers(monkeypatch):
+    import jax.numpy as jnp
+    import myst_nb
+
+    glued = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: glued.update({name: value}))
+    plotting.glue("f", np.float64(0.25))
+    plotting.glue("j", jnp.asarray(1.5))
+    plotting.glue("i", np.int64(3))
+    plotting.glue("s", "text")
+    plotting.glue("one", np.array([0.5]))
+    plotting.glue("v", np.array([1.0, 2.0]))
+    assert type(glued["f"]) is float and glued["f"] == 0.25
+    assert type(glued["j"]) is float and glued["j"] == 1.5
+    assert type(glued["i"]) is int and glued["i"] == 3
+    assert type(glued["one"]) is float and glued["one"] == 0.5
+    assert glued["s"] == "text"
+    np.testing.assert_array_equal(glued["v"], [1.0, 2.0])
