@@ -214,40 +214,40 @@ def toc_pages(toc: Path) -> list[str]:
     return names
 
 
+def _toc_files(toc: Path) -> list[tuple[str, int, bool]]:
+    """``(docname, indent, in a numbered part)`` for every ``- file:`` entry of _toc.yml."""
+    entries, numbered = [], False
+    for line in toc.read_text().splitlines():
+        if re.match(r"\s*-\s*caption:", line):
+            numbered = False
+        elif re.match(r"\s*numbered:\s*true", line):
+            numbered = True
+        elif m := re.match(r"(\s*)-\s*file:\s*(\S+)", line):
+            entries.append((m.group(2).removesuffix(".md"), len(m.group(1)), numbered))
+    return entries
+
+
 def numbered_chapters(toc: Path) -> dict[str, int]:
     """Docname -> chapter number for the part of _toc.yml marked ``numbered: true``.
 
     A chapter's section pages (entries nested deeper under it) carry the chapter's number.
     """
+    entries = _toc_files(toc)
+    top = min((indent for _, indent, _ in entries), default=0)
     numbers: dict[str, int] = {}
-    numbered, chapter_indent = False, None
-    for line in toc.read_text().splitlines():
-        if re.match(r"\s*-\s*caption:", line):
-            numbered, chapter_indent = False, None
-        elif re.match(r"\s*numbered:\s*true", line):
-            numbered = True
-        else:
-            m = re.match(r"(\s*)-\s*file:\s*(\S+)", line)
-            if m and numbered:
-                indent = len(m.group(1))
-                chapter_indent = indent if chapter_indent is None else chapter_indent
-                if indent == chapter_indent:
-                    chapter = len(set(numbers.values())) + 1
-                numbers[m.group(2).removesuffix(".md")] = chapter
+    chapter = 0
+    for name, indent, numbered in entries:
+        if numbered:
+            chapter += indent == top
+            numbers[name] = chapter
     return numbers
 
 
 def section_pages(toc: Path) -> set[str]:
     """Docnames listed under another page's ``sections:`` (not chapters in their own right)."""
-    pages, top = set(), None
-    for line in toc.read_text().splitlines():
-        m = re.match(r"(\s*)-\s*file:\s*(\S+)", line)
-        if m:
-            indent = len(m.group(1))
-            top = indent if top is None else min(top, indent)
-            if indent > top:
-                pages.add(m.group(2).removesuffix(".md"))
-    return pages
+    entries = _toc_files(toc)
+    top = min((indent for _, indent, _ in entries), default=0)
+    return {name for name, indent, _ in entries if indent > top}
 
 
 # --- the browser ---
