@@ -4,7 +4,7 @@ networks trained to convergence, the GP's uncertainty, and accuracy over the pha
 Each function runs one experiment of chapter 2 end to end and returns plain numpy arrays:
 
 * :func:`nngp_classifier`: exact GP classification with the NNGP kernel (Lee et al. 2018), with
-  :func:`targets`, the kernels :func:`nngp_kernel_stable` and :func:`nngp_kernels_at_depths`;
+  :func:`targets`, the kernels of :func:`nngp_kernels_at_depths`;
 * :func:`train_mlp`: fully connected classifiers trained with Adam on the one-hot regression
   objective, over a grid of learning rates, vmapped in one compiled program;
 * :func:`accuracy_vs_width` and :func:`accuracy_vs_train_size`: the NNGP against networks trained
@@ -42,7 +42,6 @@ __all__ = [
     "accuracy_vs_width",
     "nngp_accuracy_grid",
     "nngp_classifier",
-    "nngp_kernel_stable",
     "nngp_kernels_at_depths",
     "targets",
     "train_mlp",
@@ -99,35 +98,10 @@ def nngp_classifier(
     y_tr = _labels("labels_train", labels_train, x_train.shape[0], n_classes)
     y_te = _labels("labels_test", labels_test, x_test.shape[0], n_classes)
     V.variance("noise", noise)
-    k = nngp_kernel_stable(np.vstack([x_train, x_test]), phi, sigma_w2, sigma_b2, depth)
+    k = np.asarray(
+        dense.nngp_kernel(np.vstack([x_train, x_test]), None, phi, sigma_w2, sigma_b2, depth)
+    )
     return _classify(k, y_tr, y_te, noise, n_classes)
-
-
-def nngp_kernel_stable(x, phi, sigma_w2, sigma_b2, depth: int) -> np.ndarray:
-    r"""The NNGP kernel of the inputs ``x`` with each diagonal entry taken from the length map.
-
-    :func:`mftlib.nngp_kernel` updates every entry, the diagonal included, with the pair moment
-    :math:`\mathbb{E}[\phi(u)\phi(u')]`. On the diagonal that is the correlation map at
-    :math:`c = 1`, a fixed point that is unstable in the chaotic phase: rounding errors there
-    grow as :math:`\chi_1^L` and turn the diagonal into NaN after about a hundred layers (erf,
-    :math:`\sigma_w^2 = 4`, :math:`\sigma_b^2 = 0`). Here the diagonal is recomputed by the
-    one-input recursion :math:`q^{l+1} = \sigma_w^2\,\mathbb{E}[\phi(\sqrt{q^l}z)^2] +
-    \sigma_b^2` from :math:`q^0 = \sigma_b^2 + \sigma_w^2\lVert x\rVert^2/d`; the off-diagonal
-    entries, whose correlations approach a stable :math:`c^*`, are those of
-    :func:`mftlib.nngp_kernel`.
-
-    Returns:
-        ``(n, n)`` float64.
-    """
-    x = np.asarray(V.matrix("x", x), np.float64)
-    depth = V.nonneg_int("depth", depth)
-    act = activation(phi)
-    k = np.array(dense.nngp_kernel(x, None, act, sigma_w2, sigma_b2, depth))
-    q = sigma_b2 + sigma_w2 * np.sum(x * x, axis=1) / x.shape[1]
-    for _ in range(depth):
-        q = sigma_w2 * np.asarray(act.mean_square(q)) + sigma_b2
-    np.fill_diagonal(k, q)
-    return k
 
 
 def _classify(k: np.ndarray, y_tr, y_te, noise: float, n_classes: int) -> dict:
@@ -567,7 +541,7 @@ def nngp_kernels_at_depths(x, phi, sigma_w2, sigma_b2, depths) -> list[np.ndarra
     (``mftlib.activations.Activation.moment_matrix``, whose diagonal follows the stable
     one-input rule), starting from :math:`K^0 = \sigma_b^2 + \sigma_w^2 x\cdot x'/d`; the
     kernel is kept at each requested depth. Activations without a closed-form pair moment fall
-    back to :func:`nngp_kernel_stable` at each depth.
+    back to :func:`mftlib.nngp_kernel` at each depth.
 
     Returns:
         a list of ``(n, n)`` float64 kernels, in the order of ``depths``.
@@ -578,7 +552,7 @@ def nngp_kernels_at_depths(x, phi, sigma_w2, sigma_b2, depths) -> list[np.ndarra
     V.variance("sigma_b2", sigma_b2)
     depths = [V.nonneg_int("depths", int(L)) for L in np.atleast_1d(depths)]
     if not act.has_closed_form:
-        return [nngp_kernel_stable(x, act, sigma_w2, sigma_b2, L) for L in depths]
+        return [np.asarray(dense.nngp_kernel(x, None, act, sigma_w2, sigma_b2, L)) for L in depths]
     k = jnp.asarray(dense.nngp_kernel(x, None, act, sigma_w2, sigma_b2, 0))
     sw, sb = jnp.float64(sigma_w2), jnp.float64(sigma_b2)
     kept = {}
@@ -609,7 +583,7 @@ def accuracy_vs_depth(
 ) -> dict:
     r"""NNGP test accuracy and the spread of the kernel's correlations against depth.
 
-    For every depth :math:`L`, :func:`nngp_classifier` (with :func:`nngp_kernel_stable`) and
+    For every depth :math:`L`, :func:`nngp_classifier` (with :func:`mftlib.nngp_kernel`) and
     the standard deviation over training pairs of :math:`K^L_{ab}/\sqrt{K^L_{aa}K^L_{bb}}`,
     the size of the kernel's input-dependent part, which the mean-field theory predicts to
     shrink as :math:`e^{-L/\xi_c}` once the correlations are near :math:`c^*`.
