@@ -192,7 +192,7 @@ def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> 
 
 
 def glue(name: str, value, display: bool = False) -> None:
-    """Glue ``value`` into the book page under ``name`` (:func:`myst_nb.glue`).
+    """Glue ``value`` into the book page under ``name`` (``myst_nb.glue``).
 
     A numpy or JAX array holding one number (0-d, or of size 1) is glued as the Python int or
     float it holds: the ``{glue:text}`` role formats only Python numbers (``np.float64`` fails to

@@ -45,6 +45,7 @@ from mftlib.networks.dense import draw_layer
 
 Array = jax.Array
 
+#: The optimizers :func:`train` and :func:`make_optimizer` accept by name.
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 LOSSES = ("cross_entropy", "mse")
 
