@@ -52,6 +52,9 @@ def _formattable(code: str) -> bool:
 
 def ruff_cells(codes: list[str]) -> list[str]:
     """Each snippet with its imports sorted and formatted, by one ruff run over all of them."""
+    if not codes:
+        # ruff given no file formats the working directory: a page without code must not reach it
+        return []
     with tempfile.TemporaryDirectory(prefix="format_chapters_") as tmp:
         paths = [Path(tmp) / f"cell_{i:04d}.py" for i in range(len(codes))]
         for path, code in zip(paths, codes, strict=True):
