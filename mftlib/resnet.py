@@ -361,3 +361,108 @@ def exponents(phi, sigma_v2=1.0, sigma_a2=0.0, sigma_w2=None) -> dict:
         f"asymptotic exponents are derived for tanh and alpha_relu(alpha < 1), not {act.name}; "
         "iterate length_trajectory / gradient_trajectory instead"
     )
+
+
+def _normalised_kernel(act: Activation):
+    """``K(e) = E[phi(z1) phi(z2)] / E[phi(z)^2]`` for unit variances and correlation ``e``."""
+    norm = float(act.mean_square(1.0))
+    return lambda e: float(act.pair_moment(1.0, 1.0, e)) / norm
+
+
+def correlation_fixed_point(phi, sigma_v2=1.0, sigma_a2=0.0) -> dict:
+    r"""Asymptotic fixed point :math:`e^*` of the correlation of two inputs in a residual stream,
+    and the power law of its approach (zero :math:`\sigma_b^2`; any :math:`\sigma_w^2`).
+
+    With equal lengths :math:`p` and :math:`\varepsilon = \sigma_v^2\mathbb{E}\phi^2/p \to 0`, one
+    block changes :math:`\log p` by :math:`\varepsilon` and the correlation by
+    :math:`\varepsilon\,(G(e) - e)`, so to first order in :math:`\varepsilon`
+
+    .. math::
+
+       \frac{de}{d\log p} = G(e) - e, \qquad
+       e^* - e^l \propto p^{-\nu}, \quad \nu = 1 - G'(e^*), \qquad
+       e^* - e^l \propto l^{-\mu}, \quad \mu = \gamma\,\nu,
+
+    with :math:`\gamma` the length exponent (:func:`exponents`). For tanh at large length
+    :math:`\phi` acts as a sign, :math:`G(e) = (\sigma_v^2\,\tfrac2\pi\arcsin e + \sigma_a^2) /
+    (\sigma_v^2 + \sigma_a^2)` (:math:`e^* = 0`, :math:`\mu = 1 - 2/\pi` at :math:`\sigma_a = 0`;
+    :math:`e^* > 0` otherwise). For the :math:`\alpha`-ReLU, :math:`G = K`, the normalised kernel
+    :math:`\mathbb{E}[\phi(z_1)\phi(z_2)]/\mathbb{E}\phi^2` (quadrature), independent of the
+    variances: :math:`\sigma_a^2/p` vanishes faster than :math:`\varepsilon`, so
+    :math:`\sigma_a^2` does not move :math:`e^*`, and :math:`\mu = (1 - K'(e^*))/(1-\alpha)`.
+
+    Returns:
+        dict with ``e_star``, ``slope`` (:math:`G'(e^*)`), ``nu`` and ``mu``.
+    """
+    from scipy.optimize import brentq
+
+    act = activation(phi)
+    V.variance("sigma_v2", sigma_v2, positive=True)
+    V.variance("sigma_a2", sigma_a2)
+    sv, sa = float(sigma_v2), float(sigma_a2)
+    gamma = exponents(act)["length"]
+    if act.name == "tanh":
+        tot = sv + sa
+
+        def g(e):
+            return (sv * 2.0 / math.pi * math.asin(e) + sa) / tot
+
+        def dg(e):
+            return sv * 2.0 / (math.pi * math.sqrt(1.0 - e * e)) / tot
+
+        e_star = 0.0 if sa == 0.0 else brentq(lambda e: g(e) - e, 0.0, 1.0 - 1e-15, xtol=1e-15)
+        slope = dg(e_star)
+    else:
+        k = _normalised_kernel(act)
+        e_star = brentq(lambda e: k(e) - e, 0.0, 1.0 - 1e-7, xtol=1e-13)
+        h = min(1e-5, (1.0 - e_star) / 4)
+        slope = (k(e_star + h) - k(e_star - h)) / (2 * h)
+    nu = 1.0 - slope
+    return {
+        "e_star": float(e_star),
+        "slope": float(slope),
+        "nu": float(nu),
+        "mu": gamma * nu,
+    }
+
+
+def amplification_law(phi, sigma_v2, p0, depth: int, *, sigma_a2=0.0, sigma_w2=None) -> dict:
+    r"""Asymptotic gradient amplification :math:`\chi^0/\chi^L` for :math:`L = 0..` ``depth``,
+    with its depth scale :math:`l_0` (zero :math:`\sigma_b^2`).
+
+    * :math:`\alpha`-ReLU (:math:`\sigma_a = 0`): :math:`p^{1-\alpha} \approx p_0^{1-\alpha}
+      (1 + l/l_0)` with :math:`l_0 = p_0^{1-\alpha}/((1-\alpha)\sigma_v^2 c_\alpha
+      \sigma_w^{2\alpha})`, each block multiplies :math:`\chi` by :math:`1 + \delta/(l_0 + l)`,
+      and :math:`\chi^0/\chi^L \approx (1 + L/l_0)^{\delta}`.
+    * tanh: :math:`p^l \approx p_0 + (\sigma_v^2+\sigma_a^2) l`, :math:`l_0 = p_0/(\sigma_v^2 +
+      \sigma_a^2)`, :math:`\log(\chi^0/\chi^L) \approx \kappa_\nabla(\sqrt{L + l_0} -
+      \sqrt{l_0})` with :math:`\kappa_\nabla` of :func:`exponents`
+      (:math:`\kappa\sigma_v\sigma_w` at :math:`\sigma_a = 0`).
+
+    Both depend on :math:`\sigma_v^2` and :math:`L` only through :math:`\sigma_v^2 L` (at fixed
+    :math:`p_0`, :math:`\sigma_w^2`, :math:`\sigma_a = 0`): the dimensional analysis of Yang &
+    Schoenholz (2017).
+
+    Returns:
+        dict with ``amplification`` ``(depth+1,)`` and ``l0``.
+    """
+    act = activation(phi)
+    V.variance("sigma_v2", sigma_v2, positive=True)
+    V.variance("p0", p0, positive=True)
+    V.variance("sigma_a2", sigma_a2)
+    depth = V.nonneg_int("depth", depth)
+    sw = 1.0 if sigma_w2 is None else float(V.variance("sigma_w2", sigma_w2, positive=True))
+    sv, sa, p0 = float(sigma_v2), float(sigma_a2), float(p0)
+    e = exponents(act, sv, sa, sigma_w2)
+    ell = np.arange(depth + 1, dtype=np.float64)
+    if e["gradient_kind"] == "power":
+        if sa != 0.0:
+            raise ValueError("the alpha-ReLU amplification law is derived for sigma_a2 = 0")
+        a = act.alpha
+        c_a = float(act.mean_square(1.0))
+        l0 = p0 ** (1 - a) / ((1 - a) * sv * c_a * sw**a)
+        amp = (1.0 + ell / l0) ** e["gradient"]
+    else:
+        l0 = p0 / (sv + sa)
+        amp = np.exp(e["gradient"] * (np.sqrt(ell + l0) - np.sqrt(l0)))
+    return {"amplification": amp, "l0": float(l0)}

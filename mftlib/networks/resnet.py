@@ -79,7 +79,12 @@ def _simulate(keys, x, act, layers, reduced, depth, m_max):
         (g_in,) = jax.vmap(pull)(cot)
         g_in = jnp.sum(g_in * g_in, axis=(1, 2)) / (b * n)
         g_out = jnp.sum(readout * readout) / (b * n * n)
-        return norms, covs, jnp.concatenate([g_out[None], g_in]) / g_out, w_grad
+        return (
+            norms,
+            covs,
+            jnp.concatenate([g_out[None], g_in]) / g_out,
+            w_grad,
+        )
 
     return jax.vmap(one)(keys)
 
@@ -160,8 +165,14 @@ def init_classifier(
     or of shape ``(n_models, depth)`` (layer-dependent variances, one schedule per model).
     """
     key = V.key(key)
-    in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
-    depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
+    in_dim, width = (
+        V.positive_int("in_dim", in_dim),
+        V.positive_int("width", width),
+    )
+    depth, n_out = (
+        V.positive_int("depth", depth),
+        V.positive_int("n_out", n_out),
+    )
     n_models = V.positive_int("n_models", n_models)
     sv = np.asarray(V.variance("sigma_v2", sigma_v2, positive=True), np.float64)
     if sv.ndim < 2:
@@ -202,3 +213,61 @@ def classifier(phi):
         return h @ p["Wout"].T + p["bout"]
 
     return apply
+
+
+@partial(jax.jit, static_argnums=(2, 4, 5, 6))
+def _simulate_stream(keys, x, act, layers, reduced, depth, m_max):
+    b, n = x.shape
+    zeros = (jnp.zeros((depth, b, n)), jnp.zeros((depth, b, m_max)))
+
+    def one(key):
+        readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (b, n))
+
+        def loss(p0, ps):
+            xs = _stream(key, x + p0, act, layers, reduced, ps, zeros[1])
+            return jnp.sum(xs[-1] * readout) / jnp.sqrt(n), xs
+
+        (g0, gs), xs = jax.grad(loss, argnums=(0, 1), has_aux=True)(jnp.zeros_like(x), zeros[0])
+        grads = jnp.concatenate([g0[None], gs])
+        norms = jnp.sum(grads * grads, axis=(1, 2)) / (b * n)
+        stream = jnp.concatenate([x[None], xs])
+        return norms, jnp.einsum("lai,lbi->lab", stream, stream) / n
+
+    return jax.vmap(one)(keys)
+
+
+def simulate_stream(
+    key,
+    x,
+    phi,
+    sigma_v2,
+    sigma_a2,
+    depth: int,
+    sigma_w2=None,
+    sigma_b2=None,
+    n_seeds: int = 1,
+) -> dict:
+    r"""The forward covariances and one backward pass of ``n_seeds`` random residual nets: the
+    cheap part of :func:`simulate` (one backward pass per seed instead of ``depth``).
+
+    Same networks, weights and readout as :func:`simulate` (same ``key`` gives the same
+    ``cov`` and ``grad_norms``). The gradient amplification over the first ``k`` blocks of
+    the depth-``depth`` network is ``grad_norms[:, 0] / grad_norms[:, k]``, whose mean-field
+    value is :math:`\chi^0/\chi^k` (:func:`mftlib.resnet.gradient_amplification`, entry ``k``).
+
+    Returns:
+        dict of numpy arrays ``cov`` ``(n_seeds, depth+1, B, B)`` and ``grad_norms``
+        ``(n_seeds, depth+1)``, as in :func:`simulate`.
+    """
+    key = V.key(key)
+    x = np.asarray(V.matrix("x", x), np.float64)
+    n = x.shape[1]
+    depth = V.positive_int("depth", depth)
+    act, variances = resnet.check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    sv, sa, sw, sb = resnet.per_layer_variances(depth, *variances)
+    m = np.full(depth, n)
+    mask = np.ones((depth, n))
+    layers = tuple(jnp.asarray(a, jnp.float64) for a in (sv, sa, sw, sb, mask, m))
+    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
+    norms, covs = _simulate_stream(keys, jnp.asarray(x), act, layers, sigma_w2 is None, depth, n)
+    return {"cov": np.asarray(covs), "grad_norms": np.asarray(norms)}
