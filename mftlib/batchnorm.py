@@ -23,7 +23,7 @@ batch standard deviation). The mean field is a map on the :math:`B \times B` bat
 orthogonal to :math:`\mathbf{1}` and :math:`z` is uniform on the sphere of radius
 :math:`\sqrt{B}` there, whatever :math:`q` and :math:`c`. The map therefore sends every BSB1 matrix
 to the same one, :math:`\Sigma^* = \sigma_w^2 M` with :math:`M = \mathbb{E}[\phi(\gamma z)
-\phi(\gamma z)^\top]` for that uniform :math:`z` (Yang et al. 2019, Sec. 3, the "BSB1 fixed
+\phi(\gamma z)^\top]` for that uniform :math:`z` (Yang et al. 2019, the "BSB1 fixed
 point"). It is BSB1 itself, with diagonal :math:`\sigma_w^2 M_{aa}` and off-diagonal
 :math:`\sigma_w^2 M_{ab}`.
 
@@ -52,8 +52,8 @@ factor of :math:`\lVert \nabla_{x^{l-1}} \rVert^2 / \lVert \nabla_{x^{l}} \rVert
    {\mathrm{Var}[\phi(\gamma \zeta)]},
    \quad \zeta \sim \mathcal{N}(0, 1),
 
-finite only for :math:`B > 3`. For ReLU, :math:`\lambda_\infty = \pi/(\pi - 1)` (Yang et al. 2019,
-Theorem 3.10 and its ReLU corollary). Finite batches are evaluated by Monte Carlo over :math:`u`
+finite only for :math:`B > 3`. For ReLU, :math:`\lambda_\infty = \pi/(\pi - 1)` (Yang et al.
+2019). Finite batches are evaluated by Monte Carlo over :math:`u`
 (a fixed number of samples from the key passed, :data:`mftlib.batchnorm.DEFAULT_KEY` by
 default: deterministic, with a reported standard error);
 the infinite batch by 1-D Gaussian quadrature (:mod:`mftlib.gaussian`).
@@ -228,3 +228,220 @@ def bn_gradient_rate(
         ValueError: ``batch_size`` below 4, a non-positive ``gamma``, an unknown activation.
     """
     return bn_gradient_rate_estimate(phi, batch_size, gamma, n_samples, key=key)["rate"]
+
+
+def irrep_directions(batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm representatives of the two nontrivial symmetric-group components of the
+    symmetric matrices :math:`A = GAG`: the "standard" one :math:`G\\,\\mathrm{diag}(a)\\,G`
+    with :math:`a \\perp \\mathbf{1}`, and the "pair" one (zero diagonal, zero row sums).
+
+    Args:
+        batch_size: :math:`B \\ge 4` (the pair component needs four distinct samples).
+
+    Returns:
+        ``(standard, pair)``: two ``(B, B)`` float64 matrices of unit Frobenius norm.
+
+    Raises:
+        ValueError: ``batch_size`` is not an integer of at least 4.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+        raise ValueError(f"batch_size must be an integer >= 4, got {batch_size!r}")
+    if batch_size < 4:
+        raise ValueError(f"batch_size must be an integer >= 4, got {batch_size}")
+    b = int(batch_size)
+    g = np.eye(b) - 1.0 / b
+    a = np.zeros(b)
+    a[0], a[1] = 1.0, -1.0
+    std = g @ np.diag(a) @ g
+    pair = np.zeros((b, b))
+    for i, j, s in ((0, 1, 1.0), (2, 3, 1.0), (0, 2, -1.0), (1, 3, -1.0)):
+        pair[i, j] = pair[j, i] = s
+    return std / np.linalg.norm(std), pair / np.linalg.norm(pair)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _forward_slopes(act: Activation, gamma, batch_size: int, n: int, key, directions, spread):
+    b = batch_size
+    xi = jax.random.normal(key, (n, b))
+    g = jnp.eye(b) - 1.0 / b
+    root = jnp.sqrt(spread)
+
+    def value(t, a):
+        # h = (sqrt(s) G + t A / (2 sqrt(s))) xi has covariance s G + t A + O(t^2).
+        h = xi @ (root * g + t * a / (2 * root))
+        c = h - h.mean(axis=1, keepdims=True)
+        z = jnp.sqrt(b) * c / jnp.linalg.norm(c, axis=1, keepdims=True)
+        x = act.fn(gamma * z)
+        return jnp.einsum("na,ab,nb->n", x, a, x)
+
+    return [jax.jvp(lambda t, a=a: value(t, a), (0.0,), (1.0,))[1] for a in directions]
+
+
+def bn_forward_eigenvalues(
+    phi,
+    batch_size: int,
+    gamma: float = 1.0,
+    n_samples: int = N_SAMPLES,
+    *,
+    key=None,
+) -> dict:
+    r"""Eigenvalues of the batch-covariance map linearised at its BSB1 fixed point.
+
+    The map :math:`\Sigma \mapsto F(\Sigma) = \sigma_w^2\,\mathbb{E}[\phi(\gamma z)\phi(\gamma
+    z)^\top]` depends on :math:`\Sigma` only through :math:`G\Sigma G` and is invariant to its
+    scale (eigenvalue 0 along :math:`\Sigma^*`). It commutes with permutations of the batch, so on
+    the symmetric matrices :math:`A = GAG` orthogonal to :math:`G` its Jacobian is a multiple of
+    the identity on each of two components (Schur's lemma): the ``standard`` one,
+    :math:`A = G\,\mathrm{diag}(a)\,G` with :math:`a \perp \mathbf{1}` (dimension :math:`B-1`),
+    and the ``pair`` one, zero diagonal and zero row sums (dimension :math:`B(B-3)/2`). Each
+    eigenvalue is the Rayleigh quotient
+
+    .. math::
+
+       \lambda_A = \frac{\langle A, \mathrm{d}F_{\Sigma^*}[A]\rangle}{\langle A, A\rangle},
+
+    evaluated by Monte Carlo (``n_samples`` Gaussian batches from ``key``) with a forward-mode
+    derivative; it does not depend on :math:`\sigma_w^2`. A deviation from the fixed point in
+    that component shrinks by :math:`\lambda_A` per layer. For the linear activation both equal
+    :math:`(B-1)/(B+1)`.
+
+    Args:
+        phi: activation; batch_size: :math:`B \ge 4`; gamma: gain (> 0); n_samples: Monte Carlo
+            size; key: PRNG key (``None``: :data:`DEFAULT_KEY`).
+
+    Returns:
+        dict with ``standard``, ``pair`` and their standard errors ``standard_se``, ``pair_se``.
+
+    Raises:
+        ValueError: ``batch_size`` below 4, a non-positive ``gamma``, an unknown activation.
+    """
+    act = _check(phi, gamma)
+    b = _check_batch(batch_size, minimum=4)
+    if b is None:
+        raise ValueError("batch_size must be a finite integer >= 4 for the forward eigenvalues")
+    n = V.positive_int("n_samples", n_samples)
+    key = _key(key)
+    spread, _, _, _ = _moments(act, float(gamma), b, n, jax.random.fold_in(key, 1))
+    s = float(np.mean(np.asarray(spread)))  # M_aa - M_ab: the scale of G Sigma* G (sigma_w2 = 1)
+    if s <= 0:
+        raise ValueError(f"phi(gamma z) has zero variance over the batch for {act.name}")
+    dirs = irrep_directions(b)
+    slopes = _forward_slopes(act, float(gamma), b, n, key, [jnp.asarray(d) for d in dirs], s)
+    out = {}
+    for name, d in zip(("standard", "pair"), slopes, strict=True):
+        mean, se = _stats(d)
+        out[name], out[name + "_se"] = mean, se
+    return out
+
+
+def _eps_check(sigma_w2, eps):
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    V.real("eps", eps, lo=0.0)
+    return float(sigma_w2), float(eps)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _eps_samples(act: Activation, gamma, batch_size: int, n: int, key, sw2, eps, kappa):
+    b = batch_size
+    g = jax.random.normal(key, (n, b))
+    g = g - g.mean(axis=1, keepdims=True)
+    rho2 = sw2 * kappa * jnp.sum(g * g, axis=1)  # |G h|^2 at the fixed point
+    u = g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    s2 = rho2 + b * eps
+    z = gamma * jnp.sqrt(b * rho2 / s2)[:, None] * u
+    f = act.fn(z)
+    fc = f - f.mean(axis=1, keepdims=True)
+    spread = jnp.sum(fc * fc, axis=1) / (b - 1)
+    d = gamma * act.derivative(z)
+    a = rho2 / s2
+    tr_dgdg = jnp.sum(d * d, 1) * (1 - 2 / b) + jnp.sum(d, 1) ** 2 / b**2
+    du = d * u
+    u_dgd_u = jnp.sum(du * du, 1) - jnp.sum(du, 1) ** 2 / b
+    back = sw2 * b / s2 * (tr_dgdg - a * (2 - a) * u_dgd_u) / (b - 1)
+    return spread, back, a
+
+
+def bn_eps_fixed_point(
+    phi,
+    batch_size: int,
+    sigma_w2: float,
+    eps: float,
+    gamma: float = 1.0,
+    n_samples: int = 2**16,
+    *,
+    key=None,
+    iterations: int = 200,
+) -> dict:
+    r"""Fixed point and gradient rate of batch norm with :math:`\epsilon`, at finite batch size.
+
+    With :math:`\epsilon > 0` a layer computes :math:`z = \sqrt{B}\,Gh/\sqrt{\lVert Gh\rVert^2 +
+    B\epsilon}` and :math:`x = \phi(\gamma z)`, and is no longer invariant to the scale of the
+    weights. The map still commutes with permutations, so it keeps a BSB1 fixed point: there
+    :math:`Gh = \sigma_w\sqrt{\kappa}\,g` with :math:`g` standard Gaussian in the subspace
+    orthogonal to :math:`\mathbf{1}` and :math:`\kappa = M_{aa} - M_{ab}` of the
+    post-activations, which solves
+
+    .. math::
+
+       \kappa = \mathbb{E}\,\frac{\lVert G\phi(\gamma z)\rVert^2}{B - 1}, \qquad
+       z = \sqrt{B a}\,u, \quad
+       a = \frac{\rho^2}{\rho^2 + B\epsilon}, \quad \rho^2 = \sigma_w^2\kappa\,\chi^2_{B-1},
+
+    (iterated from :math:`\kappa = 1` on fixed samples). The Jacobian of the layer is
+    :math:`(\sqrt{B}/s)(G - a\,uu^\top)` with :math:`s^2 = \rho^2 + B\epsilon`, and the squared
+    gradient grows per layer by
+
+    .. math::
+
+       \lambda = \frac{\sigma_w^2 B}{B - 1}\,\mathbb{E}\Bigl[\frac{\mathrm{tr}(DGDG)
+       - a(2 - a)\,u^\top DGDu}{s^2}\Bigr], \qquad D = \mathrm{diag}(\gamma\phi'(\gamma z)),
+
+    which for :math:`\epsilon = 0` is :func:`bn_gradient_rate`. It depends on
+    :math:`\sigma_w^2` and :math:`\epsilon` only through :math:`\sigma_w^2/\epsilon`. Small
+    :math:`\sigma_w^2/\epsilon` shrinks :math:`z` (an effective gain :math:`\gamma\sqrt{a}`) and
+    moves the network towards its linear regime.
+
+    Args:
+        phi: activation; batch_size: :math:`B \ge 4`; sigma_w2: weight variance (> 0);
+        eps: :math:`\epsilon \ge 0`; gamma: gain (> 0); n_samples: Monte Carlo size;
+        key: PRNG key (``None``: :data:`DEFAULT_KEY`); iterations: of the map on :math:`\kappa`.
+
+    Returns:
+        dict with ``kappa``, ``rate``, ``rate_se`` (Monte Carlo standard error), ``gain`` (the
+        mean effective gain :math:`\gamma\,\mathbb{E}\sqrt{a}`).
+
+    Raises:
+        ValueError: bad arguments; ``kappa`` collapsing to 0 (the signal dies: no BSB1 fixed
+        point with a nonzero spread, for :math:`\gamma^2\sigma_w^2/\epsilon` too small).
+    """
+    act = _check(phi, gamma)
+    b = _check_batch(batch_size, minimum=4)
+    if b is None:
+        raise ValueError("batch_size must be a finite integer >= 4")
+    sw2, eps = _eps_check(sigma_w2, eps)
+    n = V.positive_int("n_samples", n_samples)
+    iterations = V.positive_int("iterations", iterations)
+    key = _key(key)
+    kappa = 1.0
+    for _ in range(iterations):
+        spread, _, _ = _eps_samples(act, float(gamma), b, n, key, sw2, eps, kappa)
+        new = float(np.mean(np.asarray(spread)))
+        if not new > 1e-12:
+            raise ValueError(
+                f"the batch spread collapses to 0 at sigma_w2/eps = {sw2 / max(eps, 1e-300):.3g}"
+                " (no BSB1 fixed point with a nonzero spread)"
+            )
+        done = abs(new - kappa) < 1e-12 * kappa
+        kappa = new
+        if done:
+            break
+    _, back, a = (
+        np.asarray(v) for v in _eps_samples(act, float(gamma), b, n, key, sw2, eps, kappa)
+    )
+    rate, se = _stats(back)
+    return {
+        "kappa": kappa,
+        "rate": rate,
+        "rate_se": se,
+        "gain": float(gamma) * float(np.mean(np.sqrt(a))),
+    }

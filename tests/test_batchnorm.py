@@ -194,3 +194,120 @@ def test_rate_is_the_top_eigenvalue_of_the_linearised_backward_map():
     lam, _ = jax.jit(lambda S: dynamics.depth_scales_at(back, S, symmetric=True))(G)
     assert abs(complex(lam[0])) == pytest.approx(est["rate"], abs=3 * est["stderr"])
     assert abs(complex(lam[1])) < abs(complex(lam[0])) - 10 * est["stderr"]
+
+
+def test_tanh_fixed_point_correlation_is_above_the_linear_bound():
+    # Linear: M = B/(B-1) G exactly, c* = -1/(B-1) in every sample. Tanh is odd but not linear:
+    # c*(B-1) = -0.936 at B = 8 (2^17 samples, standard error 5e-4), well above -1.
+    lin = bn.bn_fixed_point("linear", 1.0, 8, n_samples=2**10)
+    assert lin["c_star"] * 7 == pytest.approx(-1.0, abs=1e-12)
+    fp = bn.bn_fixed_point("tanh", 1.0, 8, n_samples=2**12)
+    se = fp["offdiag_se"] / fp["q_star"] * 7
+    assert -1.0 + 20 * se < fp["c_star"] * 7 < -0.9
+
+
+@pytest.mark.parametrize("phi", ["tanh", pytest.param("relu", marks=pytest.mark.slow)])
+def test_rate_is_above_the_poincare_floor(phi):
+    # lambda_B >= (B - 2)/(B - 3) by the Poincare inequality on the sphere (equality: linear).
+    for b, g in ((5, 0.5), (8, 1.0), (16, 2.0)):
+        est = bn.bn_gradient_rate_estimate(phi, b, gamma=g, n_samples=2**12)
+        assert est["rate"] > (b - 2) / (b - 3) - 3 * est["stderr"]
+
+
+@pytest.mark.slow
+def test_forward_eigenvalues_of_the_linear_network():
+    # Linear: both eigenvalues (B - 1)/(B + 1); Monte Carlo within 4 standard errors.
+    for b in (4, 8):
+        ev = bn.bn_forward_eigenvalues("linear", b, n_samples=2**13)
+        for c in ("standard", "pair"):
+            assert abs(ev[c] - (b - 1) / (b + 1)) < 4 * ev[c + "_se"]
+
+
+@pytest.mark.slow
+def test_forward_eigenvalues_against_finite_differences():
+    """The jvp of the sampled map against a central finite difference of the mean-field map,
+    sampled independently through a Cholesky factor of Sigma* + t A (tanh, B = 6)."""
+    b, n, t = 6, 2**16, 1e-3
+    ev = bn.bn_forward_eigenvalues("tanh", b, n_samples=n)
+    fp = bn.bn_fixed_point("tanh", 1.0, b)
+    g = np.eye(b) - 1.0 / b
+    s = g @ fp["Sigma"] @ g
+    xi = np.asarray(jax.random.normal(jax.random.PRNGKey(11), (n, b)))
+    for name, a in zip(("standard", "pair"), bn.irrep_directions(b), strict=True):
+
+        def proj(sign, a=a):
+            cov = s + sign * t * a + np.ones((b, b))  # the 1 direction is removed by G
+            h = xi @ np.linalg.cholesky(cov).T
+            c = h - h.mean(1, keepdims=True)
+            x = np.tanh(np.sqrt(b) * c / np.linalg.norm(c, axis=1, keepdims=True))
+            return np.einsum("na,ab,nb->n", x, a, x)
+
+        d = (proj(1) - proj(-1)) / (2 * t)
+        se = d.std() / np.sqrt(n)
+        assert abs(d.mean() - ev[name]) < 4 * np.hypot(se, ev[name + "_se"])
+
+
+@pytest.mark.slow
+def test_eps_rate_reduces_to_the_eps_free_rate_and_scales_with_the_ratio():
+    n = 2**13
+    a = bn.bn_eps_fixed_point("tanh", 8, 2.0, 0.0, n_samples=n)
+    ref = bn.bn_gradient_rate_estimate("tanh", 8, n_samples=2**15)
+    assert abs(a["rate"] - ref["rate"]) < 4 * np.hypot(a["rate_se"], ref["stderr"])
+    b = bn.bn_eps_fixed_point("tanh", 8, 2.0, 1.0, n_samples=n)
+    c = bn.bn_eps_fixed_point("tanh", 8, 2e-3, 1e-3, n_samples=n)
+    assert b["rate"] == pytest.approx(c["rate"], rel=1e-9)
+    # Towards the linear regime: the rate falls below the eps-free floor 6/5, towards 1.
+    assert 1.0 < b["rate"] < 1.1 and b["gain"] < 0.6
+    with pytest.raises(ValueError, match="collapses"):
+        bn.bn_eps_fixed_point("tanh", 8, 0.5, 1.0, n_samples=n)
+
+
+@pytest.mark.slow
+def test_eps_rate_against_simulated_networks():
+    theory = bn.bn_eps_fixed_point("tanh", 8, 3e-3, 1e-3)
+    sim = bnn.simulate(jax.random.PRNGKey(6), X8, "tanh", 3e-3, 24, 192, n_seeds=4, eps=1e-3)
+    rate, se = fitting.rate(sim["grad_norms"][:, ::-1], window=(5, 19), seeds=True)[:2]
+    assert abs(rate - theory["rate"]) < 4 * (se + theory["rate_se"]) + 0.03 * theory["rate"]
+
+
+@pytest.mark.slow
+def test_orthogonal_weights_are_orthogonal_and_keep_the_variance():
+    w = bnn.layer_weights(jax.random.PRNGKey(0), 16, 16, True)
+    np.testing.assert_allclose(w @ w.T, 16 * np.eye(16), atol=1e-9)
+    sim = bnn.simulate(jax.random.PRNGKey(0), X8, "linear", 1.0, 6, 32, weights="orthogonal")
+    assert sim["grad_norms"].shape == (1, 7) and np.all(np.isfinite(sim["grad_norms"]))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: bn.bn_forward_eigenvalues("relu", 3), "batch_size"),
+        (lambda: bn.bn_forward_eigenvalues("relu", None), "batch_size"),
+        (lambda: bn.bn_eps_fixed_point("relu", 8, 1.0, -1.0), "eps"),
+        (lambda: bn.bn_eps_fixed_point("relu", 8, 0.0, 1.0), "sigma_w2"),
+        (
+            lambda: bnn.simulate(jax.random.PRNGKey(0), X8, "relu", 1.0, 3, 8, eps=-1),
+            "eps",
+        ),
+        (
+            lambda: bnn.simulate(jax.random.PRNGKey(0), X8, "relu", 1.0, 3, 8, weights="x"),
+            "weights",
+        ),
+    ],
+)
+def test_new_functions_reject_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_irrep_directions_are_orthonormal_centred_and_checked():
+    std, pair = bn.irrep_directions(6)
+    g = np.eye(6) - 1.0 / 6
+    for a in (std, pair):
+        assert np.allclose(a, a.T) and np.allclose(g @ a @ g, a)  # symmetric, A = GAG
+        assert np.linalg.norm(a) == pytest.approx(1.0)
+    assert np.sum(std * pair) == pytest.approx(0.0, abs=1e-12)
+    assert np.allclose(np.diag(pair), 0.0) and np.allclose(pair.sum(axis=1), 0.0)
+    for bad in (3, 4.0, True):
+        with pytest.raises(ValueError, match="batch_size"):
+            bn.irrep_directions(bad)

@@ -21,34 +21,65 @@ from mftlib.activations import Activation, activation
 Array = jax.Array
 
 
-def batch_norm(h: Array) -> Array:
-    """Normalise each column (unit) of ``h`` ``(B, N)`` over the batch: zero mean, unit variance."""
+def batch_norm(h: Array, eps: float = 0.0) -> Array:
+    r"""Normalise each column (unit) of ``h`` ``(B, N)`` over the batch: zero mean, and divided by
+    :math:`\sqrt{\mathrm{var} + \epsilon}` (unit variance for ``eps = 0``)."""
     c = h - h.mean(axis=0, keepdims=True)
-    return c / jnp.sqrt(jnp.mean(c * c, axis=0, keepdims=True))
+    return c / jnp.sqrt(jnp.mean(c * c, axis=0, keepdims=True) + eps)
 
 
-def _layers(key, x, act: Activation, sw2, gamma, width: int, depth: int, p0, ps):
+def layer_weights(key, n_out: int, n_in: int, orthogonal: bool) -> Array:
+    r"""Unit-variance weights ``(n_out, n_in)``: Gaussian, or (square only) Haar orthogonal times
+    :math:`\sqrt{n}` (the same second moments, :math:`W W^\top = n I`); a non-square
+    ``orthogonal`` request falls back to Gaussian weights.
+
+    Args:
+        key: a JAX PRNG key.
+        n_out, n_in: the weight matrix's shape.
+        orthogonal: Haar orthogonal (square only) instead of Gaussian.
+
+    Returns:
+        ``(n_out, n_in)`` float64 array.
+    """
+    if orthogonal and n_out == n_in:
+        return jax.random.orthogonal(key, n_in) * jnp.sqrt(n_in)
+    return jax.random.normal(key, (n_out, n_in))
+
+
+def _layers(
+    key,
+    x,
+    act: Activation,
+    sw2,
+    gamma,
+    width: int,
+    depth: int,
+    p0,
+    ps,
+    eps=0.0,
+    orth=False,
+):
     """Forward pass, layers 2..depth in a ``lax.scan``; the probes ``p0`` (input) and ``ps``
     ``(depth, B, width)`` are added to x^l so that their gradients are dL/dx^l.
 
     Returns x^1..x^depth stacked, ``(depth, B, width)``.
     """
     d = x.shape[1]
-    w1 = jax.random.normal(jax.random.fold_in(key, 1), (width, d))
-    x1 = act.fn(gamma * batch_norm((x + p0) @ w1.T * jnp.sqrt(sw2 / d))) + ps[0]
+    w1 = layer_weights(jax.random.fold_in(key, 1), width, d, orth)
+    x1 = act.fn(gamma * batch_norm((x + p0) @ w1.T * jnp.sqrt(sw2 / d), eps)) + ps[0]
 
     def layer(xl, inputs):
         index, probe = inputs
-        w = jax.random.normal(jax.random.fold_in(key, index), (width, width))
-        out = act.fn(gamma * batch_norm(xl @ w.T * jnp.sqrt(sw2 / width))) + probe
+        w = layer_weights(jax.random.fold_in(key, index), width, width, orth)
+        out = act.fn(gamma * batch_norm(xl @ w.T * jnp.sqrt(sw2 / width), eps)) + probe
         return out, out
 
     _, rest = jax.lax.scan(layer, x1, (jnp.arange(2, depth + 1), ps[1:]))
     return jnp.concatenate([x1[None], rest], axis=0)
 
 
-@partial(jax.jit, static_argnums=(2, 5, 6))
-def _simulate(keys, x, act, sw2, gamma, width, depth):
+@partial(jax.jit, static_argnums=(2, 5, 6, 8))
+def _simulate(keys, x, act, sw2, gamma, width, depth, eps=0.0, orth=False):
     def one(key):
         b = x.shape[0]
         p0 = jnp.zeros_like(x)
@@ -58,7 +89,18 @@ def _simulate(keys, x, act, sw2, gamma, width, depth):
         readout = jax.random.normal(jax.random.fold_in(key, 2**31 - 1), (b, width))
 
         def loss(probes):
-            xs = _layers(key, x, act, sw2, gamma, width, depth, *probes)
+            xs = _layers(
+                key,
+                x,
+                act,
+                sw2,
+                gamma,
+                width,
+                depth,
+                *probes,
+                eps=eps,
+                orth=orth,
+            )
             return jnp.sum(xs[-1] * readout) / jnp.sqrt(width), xs
 
         (g0, gs), xs = jax.grad(loss, has_aux=True)((p0, ps))
@@ -80,8 +122,16 @@ def simulate(
     width: int,
     gamma: float = 1.0,
     n_seeds: int = 1,
+    *,
+    eps: float = 0.0,
+    weights: str = "gaussian",
 ) -> dict:
     r"""Run ``n_seeds`` random BN networks on the batch ``x`` and backpropagate random readouts.
+
+    ``eps`` is the :math:`\epsilon` of batch norm (0: exactly scale invariant); ``weights``
+    ``"gaussian"`` (the mean-field theory's) or ``"orthogonal"`` (Haar orthogonal square layers
+    with the same variance; the first layer stays Gaussian unless the input dimension equals
+    ``width``).
 
     Returns:
         dict of numpy arrays: ``grad_norms`` ``(n_seeds, depth + 1)``, the squared gradient norm
@@ -104,7 +154,20 @@ def simulate(
     depth = V.positive_int("depth", depth)
     width = V.positive_int("width", width)
     keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
-    norms, covs = _simulate(keys, jnp.asarray(x), act, float(sigma_w2), float(gamma), width, depth)
+    V.real("eps", eps, lo=0.0)
+    if weights not in ("gaussian", "orthogonal"):
+        raise ValueError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
+    norms, covs = _simulate(
+        keys,
+        jnp.asarray(x),
+        act,
+        float(sigma_w2),
+        float(gamma),
+        width,
+        depth,
+        float(eps),
+        weights == "orthogonal",
+    )
     return {"grad_norms": np.asarray(norms), "batch_cov": np.asarray(covs)}
 
 
@@ -116,8 +179,14 @@ def init_classifier(key, in_dim: int, width: int, depth: int, n_out: int, n_mode
     dense readout with bias. Model ``m`` uses ``jax.random.split(key, n_models)[m]``.
     """
     key = V.key(key)
-    in_dim, width = V.positive_int("in_dim", in_dim), V.positive_int("width", width)
-    depth, n_out = V.positive_int("depth", depth), V.positive_int("n_out", n_out)
+    in_dim, width = (
+        V.positive_int("in_dim", in_dim),
+        V.positive_int("width", width),
+    )
+    depth, n_out = (
+        V.positive_int("depth", depth),
+        V.positive_int("n_out", n_out),
+    )
 
     def one(k):
         k0, k1, k2 = jax.random.split(k, 3)
