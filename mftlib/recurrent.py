@@ -41,8 +41,12 @@ covariance :math:`Q^{ab}_t = N^{-1} h^a_t\cdot h^b_t` obeys, as
 
   with the cell state treated as Gaussian (:func:`lstm_map`).
 
-The gated maps factorise the expectation of a gate times the state (a mean-field decoupling:
-a gate depends on unit :math:`i` only through a sum over all units). Two sequences
+The gated maps factorise the expectation of a gate times the state and drop the cross term
+between the state and the new content written into it. Both are exact at infinite width when the
+recurrent weights are drawn afresh at every step (the annealed network); with weights tied over
+time the GRU's and the LSTM's candidates become correlated with the state (measured by
+:func:`mftlib.recurrent_experiments.state_candidate_correlation`), while the minimalRNN, whose new
+content is its input, has no such cross term. Two sequences
 that differed once and then receive identical inputs relax to the fixed point :math:`c^* = 1`
 (in the ordered regime) with multiplier :math:`\chi_c = \partial Q^{ab}_t/\partial Q^{ab}_{t-1}`
 at :math:`Q^{ab} = Q^*`; their difference survives for the time scale
@@ -170,7 +174,11 @@ def _vanilla_traj(act, sw, su, sb, S0, Rs):
 def _gate_moments(mu, q11, q22, q12):
     """E[u^a u^b], E[u^a], E[u^b] for u = sigmoid(mu + e), e ~ N(0, [[q11, q12], [q12, q22]])."""
     s = lambda x: jax.nn.sigmoid(mu + x)  # noqa: E731
-    return gaussian.expect2(s, s, q11, q22, q12), gaussian.expect1(s, q11), gaussian.expect1(s, q22)
+    return (
+        gaussian.expect2(s, s, q11, q22, q12),
+        gaussian.expect1(s, q11),
+        gaussian.expect1(s, q22),
+    )
 
 
 def _gate_products(mu, E):
@@ -526,9 +534,10 @@ def lstm_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i=0.0, mu_o=0.0, r: 
        + \tau b\end{pmatrix},
 
     and :math:`\xi_c = -1/\log\chi_c`. As the forget-gate bias :math:`\mu_f\to\infty`,
-    :math:`a\to 1` and :math:`\chi_c\to 1`: the memory time grows without bound. (At large
-    finite :math:`\mu_f`, about 5 or more, :math:`\chi_c` exceeds 1 by under 1% and ``xi_c`` is
-    ``inf``: a cell-state difference barely decays and the gates keep feeding it.) ``chi_q``: the
+    :math:`a\to 1` and :math:`\chi_c\to 1`: the memory time grows without bound. (On the slice
+    :math:`\sigma_w^2 = 1`, :math:`\sigma_u^2 = 0.1`, :math:`\mu_i = \mu_o = 0`, at
+    :math:`\mu_f` of about 5 or more, :math:`\chi_c` exceeds 1 by under 1% and ``xi_c`` is
+    ``inf``; where that happens depends on the slice.) ``chi_q``: the
     largest multiplier of the common lengths :math:`(C, Q)`.
 
     Returns:
