@@ -247,3 +247,79 @@ def train_gnn(
         lr=float(learning_rate),
     )
     return np.asarray(pred)
+
+
+@partial(jax.jit, static_argnames=("act", "depth", "width"))
+def _paper_forward(key, a, *, act: Activation, sw2, sb2, c, depth: int, width: int):
+    n = a.shape[0]
+    x0 = jax.random.normal(jax.random.fold_in(key, 0), (n, width))
+    scale = jnp.sqrt(sw2 / (c * width))
+
+    def step(x, t):
+        kt = jax.random.fold_in(key, t)
+        w = jax.random.normal(jax.random.fold_in(kt, 0), (width, width))
+        b = jax.random.normal(jax.random.fold_in(kt, 1), (width,)) * jnp.sqrt(sb2)
+        x = act.fn(a @ (x @ w) * scale + b)
+        return x, x
+
+    _, xs = jax.lax.scan(step, x0, jnp.arange(1, depth + 1))
+    return xs
+
+
+def paper_forward(
+    key,
+    adjacency,
+    phi: PhiLike,
+    sigma_w2: float,
+    sigma_b2: float,
+    depth: int,
+    width: int,
+    c: float | None = None,
+) -> Array:
+    r"""Activations :math:`x^1, \dots, x^T` of the GNN as Kawamoto et al. (2018) write it, with
+    bias and without centring, shape ``(depth, n, width)``:
+
+    .. math::
+
+       x^{t} = \phi\bigl(A\, x^{t-1} W^t + \mathbf{1} (b^t)^\top\bigr), \qquad
+       W^t_{\nu\mu} \sim \mathcal{N}(0, \sigma_w^2/(cD)), \quad b^t_\mu \sim \mathcal{N}(0,
+       \sigma_b^2), \quad x^0_i \sim \mathcal{N}(0, I_D).
+
+    The weight scale :math:`1/(cD)` is this book's convention (as in :func:`forward`).
+    Randomness: ``x^0`` from ``fold_in(key, 0)``; ``W^t``, ``b^t`` from ``fold_in(key, t)``.
+    """
+    key = V.key(key)
+    act = activation(phi)
+    V.variance("sigma_w2", sigma_w2, positive=True)
+    V.variance("sigma_b2", sigma_b2)
+    depth, width = (
+        V.positive_int("depth", depth),
+        V.positive_int("width", width),
+    )
+    a = _to_bcoo(adjacency)
+    if c is None:
+        c = float(jnp.sum(a.data)) / a.shape[0]
+    V.real("c", c, lo=0.0, lo_open=True)
+    return _paper_forward(
+        key,
+        a,
+        act=act,
+        sw2=float(sigma_w2),
+        sb2=float(sigma_b2),
+        c=float(c),
+        depth=depth,
+        width=width,
+    )
+
+
+def kmeans_labels(features, seed: int = 0) -> np.ndarray:
+    """Unsupervised readout of the paper: 2-means over the nodes of the features ``(n, D)``
+    (scikit-learn's k-means++, 4 restarts); the clusters as +-1."""
+    from sklearn.cluster import KMeans
+
+    f = np.asarray(features, dtype=np.float64)
+    V.matrix("features", f)
+    if not np.all(np.isfinite(f)):
+        raise ValueError("features must be finite")
+    km = KMeans(n_clusters=2, n_init=4, random_state=int(seed)).fit(f)
+    return np.where(km.labels_ == 0, 1, -1)
