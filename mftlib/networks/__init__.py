@@ -18,6 +18,7 @@ with dropout), ``mftlib.networks.dmft`` (the continuous-time random recurrent ne
 
 from mftlib.networks import dmft, dropout, expressivity, spectra
 from mftlib.networks.batchnorm import batch_norm
+from mftlib.networks.batchnorm import layer_weights as batchnorm_layer_weights
 from mftlib.networks.batchnorm import simulate as simulate_batchnorm
 from mftlib.networks.conv import (
     circular_conv,
@@ -38,8 +39,9 @@ from mftlib.networks.dense import (
     preactivation_moments,
 )
 from mftlib.networks.graph import forward as gnn_forward
+from mftlib.networks.graph import kmeans_labels, pca_labels
 from mftlib.networks.graph import order_parameters as gnn_order_parameters
-from mftlib.networks.graph import pca_labels
+from mftlib.networks.graph import paper_forward as gnn_paper_forward
 from mftlib.networks.graph import simulate as simulate_gnn
 from mftlib.networks.ntk import (
     apply_ntk,
@@ -51,6 +53,7 @@ from mftlib.networks.ntk import (
 from mftlib.networks.resnet import classifier as resnet_classifier
 from mftlib.networks.resnet import init_classifier as init_resnet_classifier
 from mftlib.networks.resnet import simulate as simulate_resnet
+from mftlib.networks.resnet import simulate_stream as simulate_resnet_stream
 
 __all__ = [
     "dmft",
@@ -67,13 +70,17 @@ __all__ = [
     "stack_layers",
     "batch_norm",
     "simulate_batchnorm",
+    "batchnorm_layer_weights",
     "init_resnet_classifier",
     "resnet_classifier",
     "simulate_resnet",
+    "simulate_resnet_stream",
     "gnn_forward",
     "gnn_order_parameters",
     "pca_labels",
     "simulate_gnn",
+    "gnn_paper_forward",
+    "kmeans_labels",
     "apply_ntk",
     "empirical_ntk",
     "init_ntk",

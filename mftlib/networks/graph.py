@@ -285,7 +285,8 @@ def paper_forward(
        W^t_{\nu\mu} \sim \mathcal{N}(0, \sigma_w^2/(cD)), \quad b^t_\mu \sim \mathcal{N}(0,
        \sigma_b^2), \quad x^0_i \sim \mathcal{N}(0, I_D).
 
-    The weight scale :math:`1/(cD)` is this book's convention (as in :func:`forward`).
+    The weight scale :math:`1/(cD)` is this book's convention (as in
+    :func:`mftlib.networks.gnn_forward`).
     Randomness: ``x^0`` from ``fold_in(key, 0)``; ``W^t``, ``b^t`` from ``fold_in(key, t)``.
     """
     key = V.key(key)

@@ -248,16 +248,18 @@ def simulate_stream(
     n_seeds: int = 1,
 ) -> dict:
     r"""The forward covariances and one backward pass of ``n_seeds`` random residual nets: the
-    cheap part of :func:`simulate` (one backward pass per seed instead of ``depth``).
+    cheap part of :func:`mftlib.networks.simulate_resnet` (one backward pass per seed instead
+    of ``depth``).
 
-    Same networks, weights and readout as :func:`simulate` (same ``key`` gives the same
-    ``cov`` and ``grad_norms``). The gradient amplification over the first ``k`` blocks of
-    the depth-``depth`` network is ``grad_norms[:, 0] / grad_norms[:, k]``, whose mean-field
-    value is :math:`\chi^0/\chi^k` (:func:`mftlib.resnet.gradient_amplification`, entry ``k``).
+    Same networks, weights and readout as :func:`mftlib.networks.simulate_resnet` (same ``key``
+    gives the same ``cov`` and ``grad_norms``). The gradient amplification over the first ``k``
+    blocks of the depth-``depth`` network is ``grad_norms[:, 0] / grad_norms[:, k]``, whose
+    mean-field value is :math:`\chi^0/\chi^k` (:func:`mftlib.resnet.gradient_amplification`,
+    entry ``k``).
 
     Returns:
         dict of numpy arrays ``cov`` ``(n_seeds, depth+1, B, B)`` and ``grad_norms``
-        ``(n_seeds, depth+1)``, as in :func:`simulate`.
+        ``(n_seeds, depth+1)``, as in :func:`mftlib.networks.simulate_resnet`.
     """
     key = V.key(key)
     x = np.asarray(V.matrix("x", x), np.float64)
