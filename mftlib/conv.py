@@ -21,7 +21,8 @@ the dense covariance map :math:`\mathcal{C}` (:func:`mftlib.covariance_map`) fol
   those of the dense network;
 * :math:`\mathcal{A}_v` never mixes different offsets :math:`d = \alpha' - \alpha`; along each
   diagonal it is a circular convolution, diagonal in Fourier space with multiplier
-  :math:`\hat v(f) = \sum_\beta v_\beta e^{2\pi i f\cdot\beta/n}`. Linearised about the fixed point
+  :math:`\hat v(f) = \sum_\beta v_\beta e^{+2\pi i f\cdot\beta/n}` (modes transformed with
+  :math:`e^{-2\pi i f\cdot\alpha/n}`). Linearised about the fixed point
   :math:`\Sigma^* = q^*[(1-c^*)I + c^*\mathbf{1}\mathbf{1}^\top]`, the off-diagonal Fourier mode
   :math:`f` of every offset decays as :math:`(\chi_c \hat v(f))^l`, depth scale
   :math:`\xi_f = -1/\log|\chi_c \hat v(f)|` (Xiao et al. 2018); only :math:`f = 0` has
@@ -133,14 +134,16 @@ def _trajectory(block, shape, L, S0):
 
 
 def fourier_multipliers(v, spatial_shape) -> np.ndarray:
-    r""":math:`\hat v(f) = \sum_\beta v_\beta e^{-2\pi i f\cdot\beta/n}` on the FFT frequency grid
-    (numpy ``fft`` order, shape ``spatial_shape``); real for a symmetric footprint."""
+    r""":math:`\hat v(f) = \sum_\beta v_\beta e^{+2\pi i f\cdot\beta/n}` on the FFT frequency grid
+    (numpy ``fft`` order, shape ``spatial_shape``): the factor by which :math:`\mathcal{A}_v`
+    multiplies every mode of :func:`diagonal_modes` (which transforms with
+    :math:`e^{-2\pi i f\cdot\alpha/n}`). Complex in general; real for a symmetric footprint."""
     shape = _shape(spatial_shape)
     v = _footprint(v, shape)
     out = np.zeros(shape, dtype=np.complex128)
     freqs = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
     for beta, w in layers.Conv(1.0, 0.0, v=v).offsets:
-        out += w * np.exp(-2j * np.pi * sum(f * b for f, b in zip(freqs, beta, strict=True)))
+        out += w * np.exp(2j * np.pi * sum(f * b for f, b in zip(freqs, beta, strict=True)))
     return out
 
 
@@ -175,15 +178,17 @@ def mode_depth_scales(phi, sigma_w2, sigma_b2, v, spatial_shape) -> dict:
     r"""Per-layer multipliers and depth scales of the Fourier modes about the fixed point.
 
     Returns ``dict(chi_c, chi_q, multiplier_c, multiplier_q, xi_c, xi_q)``: off-diagonal modes
-    decay as :math:`\chi_c \hat v(f)` per layer (:math:`\xi = -1/\log|\chi_c\hat v(f)|`, ``inf``
-    where the multiplier is 1); the diagonal (per-position variance) modes as
-    :math:`\chi_q\hat v(f)`. Arrays of shape ``spatial_shape`` in FFT order.
+    are multiplied by the complex number :math:`\chi_c \hat v(f)` per layer and decay with
+    :math:`\xi = -1/\log|\chi_c\hat v(f)|` (the modulus: an asymmetric footprint also turns
+    the phase of a mode; ``inf`` where :math:`|\chi_c\hat v(f)| \ge 1`); the diagonal
+    (per-position variance) modes by :math:`\chi_q\hat v(f)`. Multipliers are complex arrays
+    (real for a symmetric footprint), all of shape ``spatial_shape`` in FFT order.
 
     This closed form is the fast path: the multipliers are the eigenvalues of the linearisation
     (:func:`mftlib.dynamics.linearise`) of the full CNN covariance map at its fixed point
     :math:`\Sigma^* = q^*[(1-c^*)I + c^*\mathbf{1}\mathbf{1}^\top]` (tests/test_conv.py).
     """
-    vhat = np.real(fourier_multipliers(v, spatial_shape))
+    vhat = fourier_multipliers(v, spatial_shape)
     act = activation(phi)
     V.variance("sigma_w2", sigma_w2)
     V.variance("sigma_b2", sigma_b2)
@@ -192,7 +197,10 @@ def mode_depth_scales(phi, sigma_w2, sigma_b2, v, spatial_shape) -> dict:
     q = jnp.where(fp["diverged"], jnp.nan, fp["q_star"])
     # The dense slopes at the fixed point: chi_c (Price's theorem, dense.quantities_traced) and
     # chi_q = dL/dq (the length map's closed-form slope, finite also at q* = 0).
-    chi_c, chi_q = np.float64(fp["chi_c"]), np.float64(sw * act.mean_square_slope(q))
+    chi_c, chi_q = (
+        np.float64(fp["chi_c"]),
+        np.float64(sw * act.mean_square_slope(q)),
+    )
     mc, mq = chi_c * vhat, chi_q * vhat
 
     def xi(m):

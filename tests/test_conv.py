@@ -69,14 +69,20 @@ def test_diagonal_modes_are_eigenvectors():
     before = np.asarray(conv.diagonal_modes(K, n))
     after = np.asarray(conv.diagonal_modes(conv.diagonal_convolution(K, v, n), n))
     vhat = conv.fourier_multipliers(v, n)
-    np.testing.assert_allclose(after, before * np.conj(vhat)[None, :], atol=1e-12)
+    np.testing.assert_allclose(after, before * vhat[None, :], atol=1e-12)
     np.testing.assert_allclose(np.imag(vhat), 0, atol=1e-14)
     # 2-D: the same on an 4x4 grid with a 3x3 filter
     K2 = rng.normal(size=(16, 16))
     v2 = conv.uniform_filter(3, 2)
     b2 = np.asarray(conv.diagonal_modes(K2, (4, 4)))
     a2 = np.asarray(conv.diagonal_modes(conv.diagonal_convolution(K2, v2, (4, 4)), (4, 4)))
-    np.testing.assert_allclose(a2, b2 * np.conj(conv.fourier_multipliers(v2, (4, 4))), atol=1e-12)
+    np.testing.assert_allclose(a2, b2 * conv.fourier_multipliers(v2, (4, 4)), atol=1e-12)
+    # an asymmetric footprint: complex multipliers, same convention (no conjugate)
+    va = np.array([0.1, 0.3, 0.6])
+    after = np.asarray(conv.diagonal_modes(conv.diagonal_convolution(K, va, n), n))
+    vhat = conv.fourier_multipliers(va, n)
+    assert np.abs(np.imag(vhat)).max() > 0.1
+    np.testing.assert_allclose(after, before * vhat[None, :], atol=1e-12)
 
 
 def test_circular_conv_matches_lax():
@@ -198,7 +204,10 @@ def test_mode_multipliers_are_eigenvalues_of_the_linearised_map(phi, sw, sb, sha
     ordered (c* = 1). Odd sides, so that the offsets d != 0 pair up with -d: the P diagonal modes
     chi_q vhat(f), and each chi_c vhat(f) once per pair (P - 1)/2."""
     taps = np.array([0.25, 0.5, 0.25])  # no multiplier vanishes on a side of 3 or 5
-    n, v = int(np.prod(shape)), taps if len(shape) == 1 else np.outer(taps, taps)
+    n, v = (
+        int(np.prod(shape)),
+        taps if len(shape) == 1 else np.outer(taps, taps),
+    )
     qs, cs = float(dense.q_star(phi, sw, sb)), float(dense.c_star(phi, sw, sb))
     S_star = qs * ((1 - cs) * np.eye(n) + cs)
     block = conv._block(phi, sw, sb, v)
@@ -248,3 +257,87 @@ def test_simulated_spatial_covariances_follow_the_cnn_map():
     )
     se = sims.std(axis=0, ddof=1) / np.sqrt(seeds)
     assert np.all(np.abs(sims.mean(0) - theory) <= 5 * se + 3.0 * np.abs(theory).max() / C)
+
+
+@pytest.mark.slow
+def test_asymmetric_footprint_multipliers_are_moduli_of_eigenvalues():
+    """For an asymmetric footprint the linearised map has complex eigenvalue pairs
+    chi vhat(f), conj: their moduli are |chi vhat(f)| (not |chi Re vhat(f)|)."""
+    phi, sw, sb, n = "tanh", 2.5, 0.05, 5
+    v = np.array([0.0, 0.5, 0.5])
+    qs, cs = float(dense.q_star(phi, sw, sb)), float(dense.c_star(phi, sw, sb))
+    S_star = qs * ((1 - cs) * np.eye(n) + cs)
+    block = conv._block(phi, sw, sb, v)
+
+    def F(S):
+        return block.kernel(S, None, (n,))[0]
+
+    lam = np.asarray(dynamics.linearise(F, jnp.asarray(S_star), symmetric=True))
+    lam = np.linalg.eigvals(lam)
+    ds = conv.mode_depth_scales(phi, sw, sb, v, n)
+    expected = np.concatenate(
+        [np.abs(ds["multiplier_q"])] + [np.abs(ds["multiplier_c"])] * ((n - 1) // 2)
+    )
+    np.testing.assert_allclose(np.sort(np.abs(lam)), np.sort(expected), rtol=1e-9, atol=1e-12)
+    assert not np.allclose(
+        np.abs(ds["multiplier_c"]),
+        np.abs(ds["chi_c"] * np.real(conv.fourier_multipliers(v, n))),
+    )
+
+
+@pytest.mark.slow
+def test_orthogonal_kernel_is_an_isometry_with_binomial_footprint():
+    """Xiao et al.'s kernel: the circular convolution preserves norms on any n >= k; the
+    squared taps sum to the identity's norm (Parseval) and spread over all k taps."""
+    C, k = 6, 5
+    W = cn.orthogonal_kernel(jax.random.PRNGKey(0), C, C, k)
+    assert W.shape == (k, C, C)
+    for n in (k, 8):
+        x = jax.random.normal(jax.random.PRNGKey(n), (3, n, C))
+        y = cn.circular_conv(x, W)
+        np.testing.assert_allclose(
+            jnp.sum(y**2, axis=(1, 2)), jnp.sum(x**2, axis=(1, 2)), rtol=1e-12
+        )
+    taps = np.sum(np.asarray(W) ** 2, axis=(1, 2)) / C
+    assert taps.sum() == pytest.approx(1.0, rel=1e-12)
+    assert np.all(taps > 0)
+    Wr = cn.orthogonal_kernel(jax.random.PRNGKey(1), 3, 6, 3)  # c_in < c_out: orthonormal rows
+    x = jax.random.normal(jax.random.PRNGKey(2), (2, 7, 3))
+    np.testing.assert_allclose(jnp.sum(cn.circular_conv(x, Wr) ** 2), jnp.sum(x**2), rtol=1e-12)
+    with pytest.raises(ValueError, match="c_out >= c_in"):
+        cn.orthogonal_kernel(jax.random.PRNGKey(0), 6, 3, 3)
+    with pytest.raises(ValueError, match="dims=1"):
+        cn.init_conv(
+            jax.random.PRNGKey(0),
+            1,
+            4,
+            2,
+            3,
+            1.0,
+            0.1,
+            dims=2,
+            init="orthogonal",
+        )
+
+
+@pytest.mark.slow
+def test_orthogonal_kernel_mean_footprint_is_binomial():
+    """Averaged over draws the tap variances are binom(k-1, beta) / 2^(k-1)."""
+    C, k, draws = 32, 3, 64
+    keys = jax.random.split(jax.random.PRNGKey(0), draws)
+    W = jnp.stack([cn.orthogonal_kernel(kk, C, C, k) for kk in keys])
+    taps = np.asarray(jnp.sum(W**2, axis=(2, 3)) / C)  # (draws, k)
+    se = taps.std(0, ddof=1) / np.sqrt(draws)
+    np.testing.assert_allclose(taps.mean(0), [0.25, 0.5, 0.25], atol=5 * se.max() + 1e-3)
+
+
+@pytest.mark.slow
+def test_jacobian_spectra_match_single_network_sampler():
+    """The vectorised sampler reproduces jacobian_singular_values network by network, and a
+    linear CNN with orthogonal kernels is an exact isometry."""
+    key = jax.random.PRNGKey(4)
+    ev = cn.jacobian_spectra(key, 2, 5, 4, 3, 3, 1.7, 0.01, 0.3)
+    one = cn.jacobian_singular_values(jax.random.fold_in(key, 1), 5, 4, 3, 3, 1.7, 0.01, 0.3)
+    np.testing.assert_allclose(ev[1], one, rtol=1e-10, atol=1e-14)
+    iso = cn.jacobian_spectra(key, 2, 5, 4, 3, 3, 1.0, 0.0, 1.0, init="orthogonal", phi="linear")
+    np.testing.assert_allclose(iso, 1.0, rtol=1e-10)

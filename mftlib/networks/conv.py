@@ -12,6 +12,14 @@ Initialisations (Xiao et al. 2018):
   Haar-orthogonal :math:`C_{in}\times C_{out}` matrix (``jax.nn.initializers.delta_orthogonal``;
   Xiao et al. 2018); needs :math:`C_{out} \ge C_{in}`. The first layer (from the
   input channels) then uses the Gaussian rule, as the input has fewer channels.
+* ``"orthogonal"`` (1-D only): the orthogonal kernels with a spatial footprint of Xiao et al.
+  (2018), as in TensorFlow's ``ConvolutionOrthogonal1D``: the taps are the coefficients of the
+  matrix polynomial :math:`\sigma_w H\prod_{i=1}^{k-1}(P_i + (I - P_i)z)`, with :math:`P_i`
+  random symmetric projections and :math:`H` Haar-orthogonal (:func:`orthogonal_kernel`). Every
+  spatial Fourier block of the circular convolution is then :math:`\sigma_w` times a unitary
+  matrix: the layer is exactly :math:`\sigma_w` times an orthogonal map of the whole
+  ``positions * channels`` space, while its variance spreads over all ``k`` taps
+  (footprint :math:`\binom{k-1}{\beta}2^{1-k}` on average).
 
 Layer ``l`` of the network drawn from ``key`` uses ``jax.random.fold_in(key, l)``.
 """
@@ -29,7 +37,7 @@ from mftlib import spectra
 from mftlib.activations import Activation, activation
 
 Array = jax.Array
-INITS = ("gaussian", "delta_orthogonal")
+INITS = ("gaussian", "delta_orthogonal", "orthogonal")
 
 
 def _check(sigma_w2, sigma_b2, filter_size, dims, init):
@@ -42,13 +50,62 @@ def _check(sigma_w2, sigma_b2, filter_size, dims, init):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "orthogonal" and dims != 1:
+        raise ValueError("init='orthogonal' (kernels with a footprint) is implemented for dims=1")
     return k
+
+
+def _haar(key, n: int) -> Array:
+    """A Haar-distributed ``n x n`` orthogonal matrix (QR of a Gaussian matrix, signs fixed)."""
+    q, r = jnp.linalg.qr(jax.random.normal(key, (n, n)))
+    return q * jnp.sign(jnp.diag(r))[None, :]
+
+
+def _symmetric_projection(key, n: int) -> Array:
+    """``Q diag(m) Q^T`` with Haar ``Q`` and i.i.d. fair bits ``m``: a random orthogonal
+    projection (of binomial rank), as TensorFlow's ``ConvolutionOrthogonal``."""
+    kq, km = jax.random.split(key)
+    c = _haar(kq, n) * jax.random.bernoulli(km, 0.5, (n,))[None, :]
+    return c @ c.T
+
+
+def _orthogonal_kernel(key, c_in: int, c_out: int, k: int) -> Array:
+    keys = jax.random.split(key, k)
+    eye = jnp.eye(c_out)
+    p = eye[None]
+    for i in range(k - 1):  # p(z) <- p(z) (P + (I - P) z): the coefficients of a matrix product
+        P = _symmetric_projection(keys[i], c_out)
+        p = jnp.concatenate([p @ P, jnp.zeros((1, c_out, c_out))]) + jnp.concatenate(
+            [jnp.zeros((1, c_out, c_out)), p @ (eye - P)]
+        )
+    H = _haar(keys[-1], c_out)[:c_in]  # orthonormal rows
+    return jnp.einsum("ij,bjk->bik", H, p)
+
+
+def orthogonal_kernel(key, c_in: int, c_out: int, filter_size: int, dtype=jnp.float64) -> Array:
+    r"""A 1-D convolution kernel ``(k, c_in, c_out)`` whose circular convolution is an isometry.
+
+    Xiao et al. (2018)'s construction (TensorFlow's ``ConvolutionOrthogonal1D``): the taps
+    :math:`W_\beta` are the coefficients of :math:`H\prod_{i=1}^{k-1}(P_i + (I-P_i)z)`, with
+    :math:`P_i` random symmetric projections and :math:`H` ``c_in x c_out`` with orthonormal rows.
+    On every spatial frequency :math:`z = e^{2\pi i f/n}` each factor is unitary, so
+    :math:`\hat W(f) = \sum_\beta W_\beta e^{2\pi i f\beta/n}` has orthonormal rows and
+    :math:`x \mapsto W * x` (:func:`circular_conv`) preserves norms on any circle of
+    ``n >= k`` positions. Unscaled (multiply by :math:`\sigma_w`); ``c_out >= c_in``.
+    """
+    k = V.positive_int("filter_size", filter_size)
+    c_in, c_out = V.positive_int("c_in", c_in), V.positive_int("c_out", c_out)
+    if c_out < c_in:
+        raise ValueError(f"an orthogonal kernel needs c_out >= c_in, got {c_in} -> {c_out}")
+    return _orthogonal_kernel(V.key(key), c_in, c_out, k).astype(dtype)
 
 
 def _layer(key, c_in, c_out, k, dims, init, sw, sb):
     kw, kb = jax.random.split(key)
     shape = (k,) * dims + (c_in, c_out)
-    if init == "delta_orthogonal":
+    if init == "orthogonal":
+        W = sw * _orthogonal_kernel(kw, c_in, c_out, k)
+    elif init == "delta_orthogonal":
         # jax's delta_orthogonal wants 3-5 dims: a 1-D kernel is the centre row of a 2-D one
         full = (k, k, c_in, c_out) if dims == 1 else shape
         W = jax.nn.initializers.delta_orthogonal(scale=1.0)(kw, full, jnp.float64)
@@ -59,8 +116,21 @@ def _layer(key, c_in, c_out, k, dims, init, sw, sb):
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _stacked(keys, C, k, dims, init, sw, sb):
-    return jax.vmap(lambda kk: _layer(kk, C, C, k, dims, init, sw, sb))(keys)
+def layers_from_keys(keys, channels, filter_size, dims, init, sigma_w, sigma_b):
+    r"""Stacked ``channels -> channels`` layers ``(Ws, bs)``, one per key of ``keys`` ``(L, 2)``.
+
+    Layer :math:`l` draws its kernel and bias from ``keys[l]`` exactly as
+    :func:`init_conv_stacked` does, so a caller that derives the keys the same way gets the same
+    networks. ``init`` is ``"gaussian"`` (taps of variance
+    :math:`\sigma_w^2/(k^{\mathrm{dims}} C)`), ``"delta_orthogonal"`` or ``"orthogonal"``;
+    ``sigma_w``, ``sigma_b`` are standard deviations (square roots of the variances). Arguments
+    are not checked: this is the jitted inner step of :func:`init_conv_stacked`.
+
+    Returns:
+        ``Ws`` ``(L,) + (filter_size,) * dims + (channels, channels)`` and ``bs`` ``(L, channels)``.
+    """
+    C, k = channels, filter_size
+    return jax.vmap(lambda kk: _layer(kk, C, C, k, dims, init, sigma_w, sigma_b))(keys)
 
 
 def init_conv_layer(
@@ -78,9 +148,18 @@ def init_conv_layer(
     """One layer's ``(W, b)``: kernel ``(k,)*dims + (c_in, c_out)``, bias ``(c_out,)``."""
     k = _check(sigma_w2, sigma_b2, filter_size, dims, init)
     c_in, c_out = V.positive_int("c_in", c_in), V.positive_int("c_out", c_out)
-    if init == "delta_orthogonal" and c_out < c_in:
-        raise ValueError(f"delta_orthogonal needs c_out >= c_in, got {c_in} -> {c_out}")
-    W, b = _layer(key, c_in, c_out, k, dims, init, float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5)
+    if init in ("delta_orthogonal", "orthogonal") and c_out < c_in:
+        raise ValueError(f"{init} needs c_out >= c_in, got {c_in} -> {c_out}")
+    W, b = _layer(
+        key,
+        c_in,
+        c_out,
+        k,
+        dims,
+        init,
+        float(sigma_w2) ** 0.5,
+        float(sigma_b2) ** 0.5,
+    )
     return W.astype(dtype), b.astype(dtype)
 
 
@@ -116,7 +195,7 @@ def init_conv_stacked(
     )
     keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(1, L + 1))
     sw, sb = float(sigma_w2) ** 0.5, float(sigma_b2) ** 0.5
-    Ws, bs = _stacked(keys, C, k, dims, init, sw, sb)
+    Ws, bs = layers_from_keys(keys, C, k, dims, init, sw, sb)
     return first, (Ws.astype(dtype), bs.astype(dtype))
 
 
@@ -232,7 +311,15 @@ def spatial_covariance(h: Array, spatial_ndim: int = 1) -> Array:
 
 
 def simulate_spatial_covariances(
-    key, Sigma0, channels: int, depth: int, filter_size: int, sigma_w2, sigma_b2, phi="tanh"
+    key,
+    Sigma0,
+    channels: int,
+    depth: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    phi="tanh",
+    footprint=None,
 ) -> Array:
     r"""Spatial covariances :math:`\hat\Sigma^l` of one random 1-D CNN, layer by layer.
 
@@ -241,7 +328,9 @@ def simulate_spatial_covariances(
     ``fold_in(key, 10**6)``); layers ``1..depth`` apply :math:`\phi`, a circular convolution with
     Gaussian taps (:func:`init_conv_stacked` from ``key``) and the bias. Returns
     ``(depth + 1, P, P)``: :func:`spatial_covariance` of every layer, to be compared with
-    :func:`mftlib.conv.conv_covariance_trajectory` from ``Sigma0``.
+    :func:`mftlib.conv.conv_covariance_trajectory` from ``Sigma0``. ``footprint``: optional
+    variance footprint ``v`` (``filter_size`` non-negative fractions summing to 1); tap
+    :math:`\beta` then has variance :math:`\sigma_w^2 v_\beta/C` (default uniform, ``1/k``).
     """
     key = V.key(key)
     act = activation(phi)
@@ -251,6 +340,14 @@ def simulate_spatial_covariances(
     P = np.shape(Sigma0)[0]
     chol = jnp.asarray(np.linalg.cholesky(np.asarray(Sigma0) + 1e-12 * np.eye(P)))
     _, stacked = init_conv_stacked(key, channels, channels, depth, filter_size, sigma_w2, sigma_b2)
+    if footprint is not None:
+        v = np.asarray(V.grid("footprint", footprint), dtype=np.float64)
+        if v.shape != (filter_size,) or np.any(v < 0) or abs(v.sum() - 1.0) > 1e-9:
+            raise ValueError(
+                f"footprint must be {filter_size} non-negative fractions summing to 1, got {v}"
+            )
+        scale = jnp.asarray(np.sqrt(v * filter_size))[None, :, None, None]
+        stacked = (stacked[0] * scale, stacked[1])
     return _spatial_covariances(key, chol, stacked, act, channels)
 
 
@@ -301,3 +398,41 @@ def jacobian_singular_values(
 
     J = jax.jacfwd(f)(act.fn(h0).ravel())
     return np.asarray(spectra.squared_singular_values(J))
+
+
+def jacobian_spectra(
+    key,
+    n_networks: int,
+    positions: int,
+    channels: int,
+    depth: int,
+    filter_size: int,
+    sigma_w2,
+    sigma_b2,
+    q0,
+    init: str = "gaussian",
+    phi="tanh",
+) -> Array:
+    r"""Squared singular values of :math:`\partial x^L/\partial x^0` of ``n_networks`` random
+    1-D CNNs (:func:`jacobian_singular_values` network by network).
+
+    Network ``s`` is the network of :func:`jacobian_singular_values` drawn from
+    ``jax.random.fold_in(key, s)`` (same layers, same input), so both give the same values.
+    Returns ``(n_networks, positions * channels)``, ascending along the last axis.
+    """
+    key = V.key(key)
+    activation(phi)
+    n = V.positive_int("n_networks", n_networks)
+    P = V.positive_int("positions", positions)
+    C = V.positive_int("channels", channels)
+    L = V.positive_int("depth", depth)
+    k = _check(sigma_w2, sigma_b2, filter_size, 1, init)
+    V.variance("q0", q0)
+    return np.stack(
+        [
+            jacobian_singular_values(
+                jax.random.fold_in(key, s), P, C, L, k, sigma_w2, sigma_b2, q0, init=init, phi=phi
+            )
+            for s in range(n)
+        ]
+    )
