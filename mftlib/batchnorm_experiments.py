@@ -39,7 +39,7 @@ def gradient_rates(
     The rate of each seed is :func:`mftlib.fitting.rate` of the squared gradient norms read from
     the output towards the input, over the layers ``skip..depth - skip`` (transients near the
     input and the readout left out). Extra keywords (``gamma``, ``eps``, ``weights``) go to
-    :func:`mftlib.networks.batchnorm.simulate`.
+    :func:`mftlib.networks.simulate_batchnorm`.
 
     Returns:
         dict with ``rates`` ``(n_seeds,)``, their ``mean`` and standard error ``se``, and the
@@ -63,7 +63,7 @@ def fixed_point_correlation(batch_cov, last: int = 5) -> np.ndarray:
     """Mean off-diagonal correlation of simulated batch covariances over the ``last`` layers.
 
     Args:
-        batch_cov: ``(n_seeds, depth, B, B)`` from :func:`mftlib.networks.batchnorm.simulate`.
+        batch_cov: ``(n_seeds, depth, B, B)`` from :func:`mftlib.networks.simulate_batchnorm`.
 
     Returns:
         ``(n_seeds,)``: per seed, the correlation matrix of the covariance averaged over the last
@@ -230,7 +230,7 @@ def trainability_map(
     r"""Test accuracy of trained batch-normalised classifiers over depth and batch size.
 
     For each batch size :math:`B` and depth :math:`L`, ``n_seeds`` classifiers
-    (:func:`mftlib.networks.batchnorm.init_classifier`) are trained with plain SGD for ``steps``
+    (``mftlib.networks.batchnorm.init_classifier``) are trained with plain SGD for ``steps``
     steps on minibatches of :math:`B` (whose statistics batch norm uses) by
     :func:`mftlib.training.train_models`; the test accuracy is evaluated with the statistics of
     the whole test set (no running averages). Also returns the predicted rate :math:`\lambda_B`.

@@ -152,7 +152,7 @@ def detection_runs(
     sigma_b2=0.1,
 ) -> dict:
     r"""Overlap against :math:`\epsilon`: the book's centred GNN (PCA readout) and the paper's
-    GNN with bias and no centring (:func:`mftlib.networks.graph.paper_forward`, 2-means readout of
+    GNN with bias and no centring (:func:`mftlib.networks.gnn_paper_forward`, 2-means readout of
     :math:`x^T`) at each depth, with the top eigenvector of the centred adjacency and the Bethe
     Hessian on the same graphs.
 

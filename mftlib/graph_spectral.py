@@ -173,7 +173,7 @@ def empirical_order_parameters(
     r"""Spectral mean field of the centred GNN evaluated on one sampled graph.
 
     :math:`q_t = \sum_k a_{t,k}\mu_k` and :math:`r_t = \sum_k a_{t,k}\mu^v_k/q_t - 1` (module
-    docstring), the signal ratio measured by :func:`mftlib.networks.graph.order_parameters`.
+    docstring), the signal ratio measured by :func:`mftlib.networks.gnn_order_parameters`.
 
     Returns:
         dict with arrays ``q`` and ``r`` of length ``depth``.

@@ -58,7 +58,7 @@ def gradient_spread(key, x, phi, sigma_v2, depth: int, *, sigma_w2=None, n_seeds
     r"""Simulated gradient amplification of ``n_seeds`` networks against the mean field.
 
     The amplification over the first :math:`k` blocks of each network is the squared gradient
-    at :math:`x^0` over that at :math:`x^k` (:func:`mftlib.networks.resnet.simulate_stream`);
+    at :math:`x^0` over that at :math:`x^k` (:func:`mftlib.networks.simulate_resnet_stream`);
     its mean-field value is :func:`mftlib.resnet.gradient_amplification`.
 
     Returns:
@@ -227,7 +227,7 @@ def training_grid(
     batch_size=32,
     dtype=np.float32,
 ) -> dict:
-    r"""Test accuracy of full residual classifiers (:func:`mftlib.networks.resnet.init_classifier`,
+    r"""Test accuracy of full residual classifiers (:func:`mftlib.networks.init_resnet_classifier`,
     :math:`\sigma_w^2 = 1`) trained with SGD, for every depth and :math:`\sigma_v^2`, with the
     predicted amplification :math:`\log_{10}(\chi^0/\chi^L)` of each.
 

@@ -356,7 +356,7 @@ def train_decay_grid(
     batch_size: int = 32,
     first: int = 4,
 ) -> dict:
-    r"""Train tanh residual classifiers (:func:`mftlib.networks.resnet.init_classifier`) with
+    r"""Train tanh residual classifiers (:func:`mftlib.networks.init_resnet_classifier`) with
     :math:`\sigma_{v,l}^2 = \sigma_v^2 l^{-\beta_v}`, :math:`\sigma_w^2 = 1`, over a grid of
     :math:`(\beta_v, \sigma_v^2)`, and predict each configuration's amplification.
 
@@ -505,7 +505,7 @@ def phase_table(grid: dict, betas, points, p0: float = 1.0) -> list:
 
 def simulation_ratios(sims: dict, p0: float) -> dict:
     r"""Simulated over mean-field length and amplification at the last block, for the outputs of
-    :func:`mftlib.networks.resnet.simulate` keyed by ``(phi, beta_v, beta_w)`` (full nets,
+    :func:`mftlib.networks.simulate_resnet` keyed by ``(phi, beta_v, beta_w)`` (full nets,
     :math:`\sigma_v^2 = \sigma_w^2 = 1`, decaying as :func:`mftlib.resnet.schedule`); a key
     ``(phi, beta_v, beta_w, beta_a)`` adds a stream bias :math:`\sigma_{a,l}^2 = l^{-\beta_a}`.
 
@@ -655,8 +655,8 @@ def init_width_classifier(
     n_models: int = 1,
 ) -> dict:
     r"""Weights of ``n_models`` tanh residual classifiers with hidden widths :math:`M_l` (the
-    layout of :func:`mftlib.networks.resnet.init_classifier`, for
-    :func:`mftlib.networks.resnet.classifier`).
+    layout of :func:`mftlib.networks.init_resnet_classifier`, for
+    :func:`mftlib.networks.resnet_classifier`).
 
     :math:`W^l` is stored ``(M_max, N)`` with rows beyond :math:`M_l` zero and :math:`V^l`
     ``(N, M_max)`` with those columns zero, :math:`W \sim \mathcal{N}(0, 1/N)`, :math:`V \sim

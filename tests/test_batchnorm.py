@@ -143,6 +143,7 @@ def test_classifier_shapes_and_scale_invariance():
         bnn.classifier("relu", -1.0)
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 def test_simulated_loss_sees_every_input_of_the_batch():
     # One readout per input: the last layer's squared gradient per unit is sum_a |v_a|^2 / N^2,
     # a chi-square with B N degrees of freedom over N^2, i.e. B / N with relative spread

@@ -172,6 +172,7 @@ def test_discrete_time_follows_length_map():
 # --- several gains on one coupling matrix --------------------------------------------------------
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 def test_gains_reproduce_the_single_network():
     # One column of simulate_gains / lyapunov_gains is the network simulate /
     # lyapunov_from_simulation draws from the same key (J = g Z, same x(0) and tangent vector);

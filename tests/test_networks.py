@@ -149,6 +149,7 @@ def wide_moments():
     return dict(sw2=sw2, sb2=sb2, q0=q0, c0=c0, width=1000, n_seeds=10, **m)
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 def test_layer0_moments_equal_theory_in_expectation(wide_moments):
     """h^0_i(x) = w_i.x + b_i exactly Gaussian: q^0 = sw2 q0 + sb2, q^0_ab = sw2 q0 c0 + sb2."""
     m = wide_moments
@@ -162,6 +163,7 @@ def test_layer0_moments_equal_theory_in_expectation(wide_moments):
     assert abs(k_sim - k_th) < 5 * np.sqrt((q_th**2 + k_th**2) / M)
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 def test_length_map_against_simulation(wide_moments):
     """q^l of wide tanh networks follows q^{l+1} = sw2 E[tanh(sqrt(q^l) z)^2] + sb2."""
     m = wide_moments

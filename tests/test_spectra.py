@@ -85,6 +85,7 @@ def _sampled(phi, sw, sb, L, w, n=200, seeds=4):
     return S.empirical_moments(ev, 2)
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 @pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
 def test_tanh_moments_against_sampled(weights):
     sb = 0.05
@@ -140,6 +141,7 @@ def test_normalised_variance_is_additive_in_depth(weights, g):
     assert s["variance"] / s["mean"] ** 2 == pytest.approx(7 * (mu[1] / mu[0] ** 2 - 1 + g))
 
 
+@pytest.mark.slow  # samples finite networks: the slow suite
 def test_spectra_by_depth_matches_single_depth():
     a = spectra_nets.sample_jacobian_spectra_by_depth(
         jax.random.PRNGKey(0), "tanh", 1.2, 0.1, 32, [2, 5]
