@@ -396,23 +396,29 @@ def bn_eps_fixed_point(
        \lambda = \frac{\sigma_w^2 B}{B - 1}\,\mathbb{E}\Bigl[\frac{\mathrm{tr}(DGDG)
        - a(2 - a)\,u^\top DGDu}{s^2}\Bigr], \qquad D = \mathrm{diag}(\gamma\phi'(\gamma z)),
 
-    which for :math:`\epsilon = 0` is :func:`bn_gradient_rate`. It depends on
+    which for :math:`\epsilon = 0` is :func:`mftlib.bn_gradient_rate`. It depends on
     :math:`\sigma_w^2` and :math:`\epsilon` only through :math:`\sigma_w^2/\epsilon`. Small
     :math:`\sigma_w^2/\epsilon` shrinks :math:`z` (an effective gain :math:`\gamma\sqrt{a}`) and
     moves the network towards its linear regime.
 
     Args:
-        phi: activation; batch_size: :math:`B \ge 4`; sigma_w2: weight variance (> 0);
-        eps: :math:`\epsilon \ge 0`; gamma: gain (> 0); n_samples: Monte Carlo size;
-        key: PRNG key (``None``: :data:`DEFAULT_KEY`); iterations: of the map on :math:`\kappa`.
+        phi: activation.
+        batch_size: :math:`B \ge 4`.
+        sigma_w2: weight variance (> 0).
+        eps: :math:`\epsilon \ge 0`.
+        gamma: gain (> 0).
+        n_samples: Monte Carlo size.
+        key: PRNG key (``None`` for :data:`DEFAULT_KEY`).
+        iterations: of the map on :math:`\kappa`.
 
     Returns:
         dict with ``kappa``, ``rate``, ``rate_se`` (Monte Carlo standard error), ``gain`` (the
         mean effective gain :math:`\gamma\,\mathbb{E}\sqrt{a}`).
 
     Raises:
-        ValueError: bad arguments; ``kappa`` collapsing to 0 (the signal dies: no BSB1 fixed
-        point with a nonzero spread, for :math:`\gamma^2\sigma_w^2/\epsilon` too small).
+        ValueError: bad arguments, or ``kappa`` collapsing to 0 (the signal dies, leaving no
+            BSB1 fixed point with a nonzero spread, for :math:`\gamma^2\sigma_w^2/\epsilon`
+            too small).
     """
     act = _check(phi, gamma)
     b = _check_batch(batch_size, minimum=4)

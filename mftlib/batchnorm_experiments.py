@@ -1,6 +1,6 @@
 r"""Experiment drivers of the batch-normalisation chapter: theory against finite networks.
 
-Each driver runs the simulated networks of :mod:`mftlib.networks.batchnorm` (or trains the
+Each driver runs the simulated networks of ``mftlib.networks.batchnorm`` (or trains the
 classifiers) and returns the measured numbers together with the mean-field predictions of
 :mod:`mftlib.batchnorm`, as plain dicts of numpy arrays and floats.
 """

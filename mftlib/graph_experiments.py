@@ -1,5 +1,5 @@
 r"""Experiment drivers of the graph-network chapter (book chapter 10): each samples SBM graphs,
-runs random GNNs of :mod:`mftlib.networks.graph` on them and returns measured values next to
+runs random GNNs of ``mftlib.networks.graph`` on them and returns measured values next to
 the theories of :mod:`mftlib.graph` and :mod:`mftlib.graph_spectral`.
 
 Seeds: graph ``seed`` is ``sbm(PRNGKey(1000 + seed), ...)`` and its network ``PRNGKey(seed)``,

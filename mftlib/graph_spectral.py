@@ -3,7 +3,7 @@ r"""The GNN mean field on a sampled graph's own spectrum, at finite width, and s
 Companion of :mod:`mftlib.graph` (book chapter 10). Three pieces:
 
 1. **The spectral mean field on the graph itself.** For the centred GNN of
-   :mod:`mftlib.networks.graph`, :math:`h^t = PA\,x^{t-1}W^t`, with the activations' covariance
+   ``mftlib.networks.graph``, :math:`h^t = PA\,x^{t-1}W^t`, with the activations' covariance
    linearised, :math:`\mathbb{E}[\phi\phi^\top] \approx \beta_t^2 K^t + \nu_t I`
    (:math:`\beta_t = \mathbb{E}\phi'`, :math:`\nu_t = \mathbb{E}\phi^2 - \beta_t^2 q_t`), the
    covariance over nodes of layer ``t`` is exactly a sum of walk matrices,

@@ -1,5 +1,5 @@
 r"""Experiment drivers of the residual-network chapter: theory of :mod:`mftlib.resnet` against
-finite residual networks of :mod:`mftlib.networks.resnet`.
+finite residual networks of ``mftlib.networks.resnet``.
 
 * :func:`gradient_spread`: the seed-to-seed spread of the simulated gradient amplification
   :math:`\chi^0/\chi^L` around the mean field;
