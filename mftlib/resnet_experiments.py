@@ -7,7 +7,10 @@ finite residual networks of ``mftlib.networks.resnet``.
   :math:`\sigma_v^2 L`;
 * :func:`correlation_experiment`: the correlation :math:`e^l` of two inputs and their squared
   distance :math:`s^l` (metric expressivity), map against networks;
-* :func:`training_grid`: residual classifiers trained over depth and :math:`\sigma_v^2`.
+* :func:`training_grid`: residual classifiers trained over depth and :math:`\sigma_v^2`;
+* :func:`predictor_grid` and :func:`compare_predictors`: the mean-field predictors of their
+  accuracy (gradient amplification, metric expressivity of :func:`mean_pair_covariance`) and
+  how well each ranks it.
 """
 
 from __future__ import annotations
@@ -297,3 +300,147 @@ def trainable_edge(accuracy, sigma_v2s, fraction=0.9) -> np.ndarray:
         if ok.max() < sv.size - 1:
             edge[i] = sv[ok.max()]
     return edge
+
+
+def mean_pair_covariance(x) -> np.ndarray:
+    r"""The ``(2, 2)`` covariance at :math:`x^0 = W_{\text{in}} x` (:math:`W_{\text{in}} \sim
+    \mathcal{N}(0, 1/d)`) of a *mean pair* of the inputs ``x`` ``(n, d)``: both lengths equal
+    to the mean length :math:`p^0 = \overline{\|x_a\|^2}/d` and squared distance equal to the
+    mean over all pairs :math:`a \ne b`, :math:`s^0 = \overline{\|x_a - x_b\|^2}/d`, so
+    :math:`\Sigma^0 = [[p^0, p^0 - s^0/2], [p^0 - s^0/2, p^0]]`.
+
+    Raises ``ValueError`` for fewer than two inputs or identical inputs (:math:`s^0 = 0`)."""
+    x = np.asarray(V.matrix("x", x), np.float64)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"x needs at least two inputs, got {n}")
+    sq = np.sum(x * x, axis=1)
+    p0 = float(sq.mean() / d)
+    # mean over a != b of |x_a - x_b|^2 = (2 n sum|x_a|^2 - 2 |sum x_a|^2) / (n (n - 1))
+    tot = x.sum(axis=0)
+    s0 = float((2 * n * sq.sum() - 2 * tot @ tot) / (n * (n - 1)) / d)
+    if not s0 > 0:
+        raise ValueError("the inputs are identical: their mean squared distance is 0")
+    c = p0 - 0.5 * s0
+    return np.array([[p0, c], [c, p0]])
+
+
+def predictor_grid(phi, x, depths, sigma_v2s, *, sigma_w2=1.0) -> dict:
+    r"""Mean-field predictors of trainability over a :math:`(L, \sigma_v^2)` grid, for the
+    classifiers of :func:`training_grid` on inputs ``x``: the gradient amplification
+    :math:`\log_{10}(\chi^0/\chi^L)` at the mean length :math:`p^0` (as in
+    :func:`training_grid`), and the metric expressivity :math:`\log_{10}(s^L/s^0)`, the growth
+    of the squared distance of the mean pair of :func:`mean_pair_covariance`
+    (:func:`mftlib.resnet.squared_distance`).
+
+    Returns:
+        dict with ``decades`` and ``log_s``, each ``(len(depths), len(sigma_v2s))``, ``p0``,
+        ``s0``, ``depths`` and ``sigma_v2``.
+    """
+    depths = np.array([V.positive_int("depth", d) for d in depths])
+    sv = np.asarray(V.grid("sigma_v2s", sigma_v2s), np.float64)
+    S0 = mean_pair_covariance(x)
+    top = int(depths.max())
+    s = resnet.squared_distance(phi, sv, S0, top, sigma_w2=sigma_w2)[:, 0]  # (K, top+1)
+    amp = np.stack(
+        [resnet.gradient_amplification(phi, v, 0.0, S0[0, 0], top, sigma_w2=sigma_w2) for v in sv]
+    )
+    return {
+        "decades": np.log10(amp[:, depths]).T,
+        "log_s": np.log10(s[:, depths] / s[:, :1]).T,
+        "p0": float(S0[0, 0]),
+        "s0": float(S0[0, 0] + S0[1, 1] - 2 * S0[0, 1]),
+        "depths": depths,
+        "sigma_v2": sv,
+    }
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    from scipy import stats
+
+    return stats.rankdata(a, axis=-1)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation along the last axis (broadcasting)."""
+    a = a - a.mean(-1, keepdims=True)
+    b = b - b.mean(-1, keepdims=True)
+    return (a * b).sum(-1) / np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+
+
+def _eta2(acc: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """Correlation ratio of ``acc`` (..., C) over the bin labels ``bins`` (C,)."""
+    dev = acc - acc.mean(-1, keepdims=True)
+    within = np.zeros(acc.shape[:-1])
+    for b in range(n_bins):
+        a = acc[..., bins == b]
+        within += ((a - a.mean(-1, keepdims=True)) ** 2).sum(-1)
+    return 1.0 - within / (dev * dev).sum(-1)
+
+
+def compare_predictors(accuracy, predictors: dict, *, n_bins=4, n_boot=1000, seed=0) -> dict:
+    r"""How well each predictor ranks and explains the seed-mean accuracy of the grid cells.
+
+    For accuracies ``(..., n_seeds)`` over grid cells and each predictor (an array of the
+    cells' shape), over the :math:`C` cells:
+
+    * ``rho``: Spearman's rank correlation of the predictor with the seed-mean accuracy;
+    * ``eta2``: the correlation ratio :math:`\eta^2 = 1 - \sum_b\sum_{c\in b}(a_c -
+      \bar a_b)^2 / \sum_c (a_c - \bar a)^2` with the cells split into ``n_bins`` bins of
+      (nearly) equal count by the predictor's rank: the fraction of the accuracy's variance
+      across cells that the predictor's bin explains (monotone or not).
+
+    Errors: a bootstrap over seeds (the seeds of every cell resampled with replacement,
+    ``n_boot`` times, the same resamples for every predictor), giving the standard errors
+    ``rho_se``, ``eta2_se`` and, for the first two predictors ``a, b``, ``diff`` =
+    :math:`\rho_a - \rho_b` and ``diff_se`` (paired; resamples in which every cell has the
+    same accuracy have no ranking and are left out); ``between`` is the Spearman correlation
+    of those two predictors with each other.
+
+    Raises ``ValueError`` for fewer than 2 seeds or 4 cells, predictors of another shape or
+    non-finite values, or accuracies equal in every cell (no ranking to explain).
+    """
+    acc = np.asarray(accuracy, np.float64)
+    if acc.ndim < 2 or acc.shape[-1] < 2:
+        raise ValueError(f"accuracy must be (..., n_seeds >= 2), got shape {acc.shape}")
+    if not np.all(np.isfinite(acc)):
+        raise ValueError("accuracy must be finite")
+    cells, n_seeds = acc.shape[:-1], acc.shape[-1]
+    acc = acc.reshape(-1, n_seeds)
+    c = acc.shape[0]
+    n_bins = V.positive_int("n_bins", n_bins)
+    n_boot = V.positive_int("n_boot", n_boot)
+    if c < 4 or not 2 <= n_bins <= c // 2:
+        raise ValueError(f"need at least 4 cells and 2 <= n_bins <= cells/2 ({c} cells)")
+    mean = acc.mean(-1)
+    if np.ptp(mean) == 0:
+        raise ValueError("the accuracy is the same in every cell: nothing to rank")
+    names = list(predictors)
+    if not names:
+        raise ValueError("give at least one predictor")
+    preds = {}
+    for k in names:
+        p = np.asarray(predictors[k], np.float64)
+        if p.shape != cells or not np.all(np.isfinite(p)):
+            raise ValueError(f"predictor {k!r} must be finite with shape {cells}, got {p.shape}")
+        preds[k] = p.ravel()
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_seeds, size=(n_boot, c, n_seeds))
+    boot = np.take_along_axis(acc[None], idx, axis=-1).mean(-1)  # (n_boot, C)
+    boot_ranks = _ranks(boot)
+    out = {k: {} for k in ("rho", "rho_se", "eta2", "eta2_se")}
+    rho_boot = {}
+    for k, p in preds.items():
+        rp = _ranks(p)
+        bins = np.minimum((rp - 1) * n_bins // c, n_bins - 1).astype(int)
+        out["rho"][k] = float(_pearson(_ranks(mean), rp))
+        rho_boot[k] = _pearson(boot_ranks, rp)
+        out["rho_se"][k] = float(np.nanstd(rho_boot[k], ddof=1))
+        out["eta2"][k] = float(_eta2(mean, bins, n_bins))
+        out["eta2_se"][k] = float(np.nanstd(_eta2(boot, bins, n_bins), ddof=1))
+    if len(names) >= 2:
+        a, b = names[:2]
+        out["diff"] = out["rho"][a] - out["rho"][b]
+        out["diff_se"] = float(np.nanstd(rho_boot[a] - rho_boot[b], ddof=1))
+        out["between"] = float(_pearson(_ranks(preds[a]), _ranks(preds[b])))
+    return out

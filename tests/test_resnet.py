@@ -356,3 +356,45 @@ def test_simulate_stream_is_the_cheap_part_of_simulate():
     b = rn.simulate_stream(key, X2, "tanh", 1.0, 0.1, 6, sigma_w2=1.2, n_seeds=2)
     np.testing.assert_allclose(b["cov"], a["cov"], rtol=1e-12)
     np.testing.assert_allclose(b["grad_norms"], a["grad_norms"], rtol=1e-12)
+
+
+def test_squared_distance_follows_the_covariance_map_relu():
+    # relu's arc-cosine kernel in numpy, iterated by hand: equal to rounding.
+    S = np.array([[1.0, 0.3], [0.3, 0.7]])
+    s = resnet.squared_distance("relu", [2.0], S, 4, sigma_w2=1.5)
+    assert s.shape == (1, 1, 5)
+    want = []
+    for _ in range(5):
+        want.append(S[0, 0] + S[1, 1] - 2 * S[0, 1])
+        q = 1.5 * S
+        th = np.arccos(q[0, 1] / np.sqrt(q[0, 0] * q[1, 1]))
+        k = np.sqrt(q[0, 0] * q[1, 1]) / (2 * np.pi) * (np.sin(th) + (np.pi - th) * np.cos(th))
+        S = S + 2.0 * np.array([[q[0, 0] / 2, k], [k, q[1, 1] / 2]])
+    np.testing.assert_allclose(s[0, 0], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"sigma_v2s": [0.0, 1.0]}, "sigma_v2s"),
+        ({"Sigma0": np.eye(3)}, "Sigma0"),
+        ({"Sigma0": np.array([[1.0, 2.0], [2.0, 1.0]])}, "Sigma0"),
+    ],
+)
+def test_squared_distance_rejects_bad_input(kwargs, match):
+    args = {"sigma_v2s": [1.0], "Sigma0": np.eye(2)} | kwargs
+    with pytest.raises(ValueError, match=match):
+        resnet.squared_distance("relu", args["sigma_v2s"], args["Sigma0"], 3)
+
+
+@pytest.mark.slow  # compiles the 2-D quadrature map twice
+@pytest.mark.parametrize(
+    "phi, sigma_w2, rtol", [("tanh", 1.0, 1e-7), (alpha_relu(0.7), None, 1e-4)]
+)
+def test_squared_distance_coarse_rule_matches_the_covariance_map(phi, sigma_w2, rtol):
+    # DISTANCE_RULE is coarser than the default 2-D rule; its error, measured at 3e-8 (tanh)
+    # and 1e-5 (alpha-ReLU) relative, must stay below the stated bound.
+    S0 = np.array([[0.9, 0.2], [0.2, 1.1]])
+    s = resnet.squared_distance(phi, [1.0], S0, 12, sigma_w2=sigma_w2)[0, 0]
+    T = np.asarray(resnet.covariance_trajectory(phi, 1.0, 0.0, S0, 12, sigma_w2=sigma_w2))
+    np.testing.assert_allclose(s, T[:, 0, 0] + T[:, 1, 1] - 2 * T[:, 0, 1], rtol=rtol)

@@ -43,3 +43,52 @@ def test_gradient_spread_scatters_around_the_mean_field():
     )
     with pytest.raises(ValueError, match="n_seeds"):
         rx.gradient_spread(jax.random.PRNGKey(0), x, "tanh", 1.0, 5, n_seeds=1)
+
+
+def test_mean_pair_covariance_matches_all_pairs():
+    x = np.random.default_rng(0).normal(size=(7, 5)) + 0.3
+    S = rx.mean_pair_covariance(x)
+    d2 = [np.sum((x[a] - x[b]) ** 2) / 5 for a in range(7) for b in range(7) if a != b]
+    assert S[0, 0] == S[1, 1] == pytest.approx(np.mean(np.sum(x * x, 1)) / 5, rel=1e-12)
+    assert 2 * S[0, 0] - 2 * S[0, 1] == pytest.approx(np.mean(d2), rel=1e-12)
+    with pytest.raises(ValueError, match="identical"):
+        rx.mean_pair_covariance(np.ones((3, 4)))
+    with pytest.raises(ValueError, match="two inputs"):
+        rx.mean_pair_covariance(np.ones((1, 4)))
+
+
+def test_compare_predictors_ranks_and_bootstrap():
+    rng = np.random.default_rng(1)
+    truth = np.linspace(0.0, 1.0, 12).reshape(3, 4)
+    # Seed noise 0.01 is far below the 0.09 gap between cells: a perfect ranking survives
+    # every bootstrap resample.
+    acc = 1.0 - truth[..., None] + 0.01 * rng.normal(size=(3, 4, 3))
+    noise = rng.permutation(12).reshape(3, 4).astype(float)
+    preds = {"good": truth, "same": np.exp(truth), "noise": noise}
+    out = rx.compare_predictors(acc, preds, n_boot=200)
+    assert out["rho"]["good"] == pytest.approx(-1.0)
+    assert out["rho_se"]["good"] == pytest.approx(0.0, abs=1e-12)
+    assert out["rho"]["same"] == out["rho"]["good"]  # ranks only: a monotone map changes nothing
+    assert out["diff"] == 0.0 and out["diff_se"] == 0.0 and out["between"] == pytest.approx(1.0)
+    assert out["eta2"]["good"] > 0.9 > out["eta2"]["noise"]
+    assert abs(out["rho"]["noise"]) < 0.9
+    with pytest.raises(ValueError, match="shape"):
+        rx.compare_predictors(acc, {"bad": truth[:2]})
+    with pytest.raises(ValueError, match="same in every cell"):
+        rx.compare_predictors(np.ones((3, 4, 2)), {"good": truth})
+    with pytest.raises(ValueError, match="n_seeds"):
+        rx.compare_predictors(acc[..., :1], {"good": truth})
+
+
+@pytest.mark.slow  # compiles the tanh distance map
+def test_predictor_grid_matches_the_maps():
+    x = np.random.default_rng(2).normal(size=(20, 8))
+    g = rx.predictor_grid("tanh", x, (2, 5), [0.1, 1.0])
+    S0 = rx.mean_pair_covariance(x)
+    for j, sv in enumerate([0.1, 1.0]):
+        T = np.asarray(resnet.covariance_trajectory("tanh", sv, 0.0, S0, 5, sigma_w2=1.0))
+        s = T[:, 0, 0] + T[:, 1, 1] - 2 * T[:, 0, 1]
+        amp = resnet.gradient_amplification("tanh", sv, 0.0, S0[0, 0], 5, sigma_w2=1.0)
+        for i, L in enumerate((2, 5)):
+            assert g["log_s"][i, j] == pytest.approx(np.log10(s[L] / s[0]), rel=1e-6)
+            assert g["decades"][i, j] == pytest.approx(np.log10(amp[L]), rel=1e-12)

@@ -89,6 +89,29 @@ def _simulate(keys, x, act, layers, reduced, depth, m_max):
     return jax.vmap(one)(keys)
 
 
+def _setup(key, x, phi, sigma_v2, sigma_a2, depth, sigma_w2, sigma_b2, n_seeds, hidden_widths):
+    """Validated arguments ``(keys, x, act, layers, reduced, depth, m_max)`` of ``_simulate``
+    and ``_simulate_stream``, shared by ``simulate`` and ``simulate_stream``."""
+    key = V.key(key)
+    x = np.asarray(V.matrix("x", x), np.float64)
+    n = x.shape[1]
+    depth = V.positive_int("depth", depth)
+    # The variances are checked and broadcast to one per block exactly as the theory's are.
+    act, variances = resnet.check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
+    sv, sa, sw, sb = resnet.per_layer_variances(depth, *variances)
+    reduced = sigma_w2 is None
+    if reduced and hidden_widths is not None:
+        raise ValueError("hidden_widths needs the full net (the reduced net has no W)")
+    m = np.full(depth, n) if hidden_widths is None else np.asarray(hidden_widths)
+    if m.shape != (depth,) or np.any(m < 1) or np.any(m != np.round(m)):
+        raise ValueError(f"hidden_widths must be {depth} integers >= 1, got {hidden_widths!r}")
+    m_max = int(m.max())
+    mask = (np.arange(m_max)[None, :] < m[:, None]).astype(np.float64)
+    layers = tuple(jnp.asarray(a, jnp.float64) for a in (sv, sa, sw, sb, mask, m))
+    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
+    return keys, jnp.asarray(x), act, layers, reduced, depth, m_max
+
+
 def simulate(
     key,
     x,
@@ -125,24 +148,11 @@ def simulate(
         of :math:`W^l` for one input, :math:`|\partial E/\partial h^l|^2 |x^{l-1}|^2/(M_l N)`
         averaged over the inputs (compare :func:`mftlib.resnet.weight_gradients`).
     """
-    key = V.key(key)
-    x = np.asarray(V.matrix("x", x), np.float64)
-    n = x.shape[1]
-    depth = V.positive_int("depth", depth)
-    # The variances are checked and broadcast to one per block exactly as the theory's are.
-    act, variances = resnet.check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    sv, sa, sw, sb = resnet.per_layer_variances(depth, *variances)
+    args = _setup(
+        key, x, phi, sigma_v2, sigma_a2, depth, sigma_w2, sigma_b2, n_seeds, hidden_widths
+    )
     reduced = sigma_w2 is None
-    if reduced and hidden_widths is not None:
-        raise ValueError("hidden_widths needs the full net (the reduced net has no W)")
-    m = np.full(depth, n) if hidden_widths is None else np.asarray(hidden_widths)
-    if m.shape != (depth,) or np.any(m < 1) or np.any(m != np.round(m)):
-        raise ValueError(f"hidden_widths must be {depth} integers >= 1, got {hidden_widths!r}")
-    m_max = int(m.max())
-    mask = (np.arange(m_max)[None, :] < m[:, None]).astype(np.float64)
-    layers = tuple(jnp.asarray(a, jnp.float64) for a in (sv, sa, sw, sb, mask, m))
-    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
-    norms, covs, amp, w_grad = _simulate(keys, jnp.asarray(x), act, layers, reduced, depth, m_max)
+    norms, covs, amp, w_grad = _simulate(*args)
     out = {
         "cov": np.asarray(covs),
         "grad_norms": np.asarray(norms),
@@ -261,15 +271,6 @@ def simulate_stream(
         dict of numpy arrays ``cov`` ``(n_seeds, depth+1, B, B)`` and ``grad_norms``
         ``(n_seeds, depth+1)``, as in :func:`mftlib.networks.simulate_resnet`.
     """
-    key = V.key(key)
-    x = np.asarray(V.matrix("x", x), np.float64)
-    n = x.shape[1]
-    depth = V.positive_int("depth", depth)
-    act, variances = resnet.check_parameters(phi, sigma_v2, sigma_a2, sigma_w2, sigma_b2)
-    sv, sa, sw, sb = resnet.per_layer_variances(depth, *variances)
-    m = np.full(depth, n)
-    mask = np.ones((depth, n))
-    layers = tuple(jnp.asarray(a, jnp.float64) for a in (sv, sa, sw, sb, mask, m))
-    keys = jax.random.split(key, V.positive_int("n_seeds", n_seeds))
-    norms, covs = _simulate_stream(keys, jnp.asarray(x), act, layers, sigma_w2 is None, depth, n)
+    args = _setup(key, x, phi, sigma_v2, sigma_a2, depth, sigma_w2, sigma_b2, n_seeds, None)
+    norms, covs = _simulate_stream(*args)
     return {"cov": np.asarray(covs), "grad_norms": np.asarray(norms)}
