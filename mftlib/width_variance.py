@@ -18,7 +18,12 @@ width :math:`M_l` may change from block to block (*width variation*) and the var
   of the length :math:`p^l` and of the gradient amplification :math:`\chi^0/\chi^L` in the decay
   exponents, and the apparent exponents of the iterated maps to compare them with;
 * :func:`amplification_share` and :func:`train_decay_grid`: the training experiment's driver
-  and the share of the amplification made in the first blocks.
+  and the share of the amplification made in the first blocks;
+* :func:`hidden_bias_phase`, :func:`decay_trajectories` and :func:`stream_ratios`: the phases
+  with a decaying hidden bias, the maps with decaying biases, and simulated networks against
+  them;
+* :func:`predicted_metric_expressivity` and :func:`rank_correlations`: the metric expressivity
+  :math:`s^L/s^0` over the training grid, and how well each predictor ranks the accuracies.
 """
 
 from __future__ import annotations
@@ -364,7 +369,8 @@ def train_decay_grid(
         dict of ``(len(beta_vs), len(sigma_v2s))`` arrays: ``accuracy`` (test accuracy, mean
         over seeds), ``accuracy_se`` (its standard error), ``decades``
         (:math:`\log_{10}(\chi^0/\chi^L)` at the data's mean squared input) and ``share`` (the
-        part of it made in the first ``first`` blocks, :func:`amplification_share`).
+        part of it made in the first ``first`` blocks, :func:`amplification_share`), and
+        ``accuracy_seeds`` ``(len(beta_vs), len(sigma_v2s), n_seeds)``, each seed's accuracy.
     """
     from mftlib import training
 
@@ -412,6 +418,7 @@ def train_decay_grid(
     return {
         "accuracy": acc.mean(-1),
         "accuracy_se": se,
+        "accuracy_seeds": acc,
         "decades": np.log10(amp),
         "share": share,
         "sigma_v2": sv2,
@@ -752,4 +759,262 @@ def train_width_grid(
         acc = np.asarray(res["test_accuracy"]).reshape(sv2.size, n_seeds)
         se = acc.std(-1, ddof=1) / np.sqrt(n_seeds) if n_seeds > 1 else np.full(sv2.size, np.nan)
         out[name] = (acc.mean(-1), se)
+    return out
+
+
+def hidden_bias_phase(
+    phi, beta_v, beta_w, beta_b, sigma_v2=1.0, sigma_w2=1.0, sigma_b2=1.0, tol=1e-9
+) -> dict:
+    r"""Asymptotic phases of :func:`predicted_phase` when the *hidden* bias variance decays too,
+    :math:`\sigma_{b,l}^2 = \sigma_b^2 l^{-\beta_b}` (``beta_b=inf``: no hidden bias), so that
+    :math:`q^l = \sigma_{w,l}^2 p^{l-1} + \sigma_{b,l}^2` (no stream bias).
+
+    tanh (:math:`\beta = \beta_v + \beta_w`, :math:`m = \beta_v + \beta_b`):
+
+    * :math:`\beta < 1` and the endpoint :math:`(1, 0)`: :math:`q^l` grows from the weights
+      alone, the bounded :math:`\sigma_{b,l}^2` is subleading: both phases unchanged.
+    * :math:`\beta = 1`, :math:`\beta_v < 1`: with :math:`\beta_b > 0` the bias vanishes
+      against :math:`q^* > 0`: unchanged. With a constant bias (:math:`\beta_b = 0`) the limit
+      of :math:`q^l` moves to :math:`q^* = \sigma_w^2 A + \sigma_b^2`, :math:`(1-\beta_v)A =
+      \sigma_v^2\,\mathbb{E}\tanh^2(\sqrt{q^*}z)`, and the gradient power to :math:`\delta =
+      \sigma_v^2\sigma_w^2\,\mathbb{E}\,\mathrm{sech}^4(\sqrt{q^*}z)`, smaller than without it.
+    * :math:`\beta > 1`: the gradient factors are at most :math:`1 + \sigma_v^2\sigma_w^2
+      l^{-\beta}`: the amplification stays ``"bounded"``. The length is now fed by the bias:
+      :math:`\sigma_{w,l}^2 p^{l-1}` vanishes against :math:`\sigma_{b,l}^2`, the increments
+      are :math:`\sigma_{v,l}^2\,\mathbb{E}\tanh^2(\sqrt{q^l}z) \propto l^{-m}` (for
+      :math:`\beta_b > 0`, :math:`\mathbb{E}\tanh^2 \approx q^l`; for :math:`\beta_b = 0`,
+      :math:`\to \mathbb{E}\tanh^2(\sigma_b z)`), and :math:`p \propto l^{1-m}` (``"power"``)
+      for :math:`m < 1`, ``"log"`` at :math:`m = 1` (prefactor :math:`\sigma_v^2\sigma_b^2`, or
+      :math:`\sigma_v^2\,\mathbb{E}\tanh^2(\sigma_b z)` at :math:`\beta_b = 0`), ``"bounded"``
+      beyond.
+
+    ReLU: the gradient factors :math:`1 + \sigma_{v,l}^2\sigma_{w,l}^2/2` do not depend on
+    :math:`q`: the gradient phase is unchanged exactly. The length obeys :math:`p^l = p^{l-1}(1
+    + \sigma_{v,l}^2\sigma_{w,l}^2/2) + \sigma_{v,l}^2\sigma_{b,l}^2/2`, so :math:`p^L/p^0 \ne
+    \chi^0/\chi^L`: ``"stretched"`` with the same exponent :math:`1-\beta` below the line (the
+    ratio tends to a constant), ``"power"`` :math:`L^{\max(\delta, 1-m)}` on it
+    (:math:`\delta = \sigma_v^2\sigma_w^2/2`), and above it as for tanh with
+    :math:`\mathbb{E}\,\mathrm{relu}^2 = q/2` (``"log"`` prefactor
+    :math:`\sigma_v^2\sigma_b^2/2`).
+
+    Returns:
+        dict as :func:`predicted_phase`. Raises ``ValueError`` on the line :math:`\beta = 1`
+        for tanh with :math:`\beta_b > 0` and :math:`\sigma_v^2\sigma_w^2 \le 1 - \beta_v`
+        (where :math:`q^l \to 0` and the two vanishing terms compete: not derived here).
+    """
+    act = activation(phi)
+    bv, bw = _check_betas(beta_v, beta_w)
+    bb = float(beta_b)
+    if not bb >= 0:  # also catches nan
+        raise ValueError(f"beta_b must be >= 0 (inf for no hidden bias), got {beta_b}")
+    base = predicted_phase(act, bv, bw, sigma_v2, sigma_w2, tol)
+    if math.isinf(bb):
+        return base
+    sv = float(V.variance("sigma_v2", sigma_v2, positive=True))
+    sw = float(V.variance("sigma_w2", sigma_w2, positive=True))
+    sb = float(V.variance("sigma_b2", sigma_b2, positive=True))
+    b, m = bv + bw, bv + bb
+    nan = float("nan")
+
+    def fed_by_bias(prefactor_log) -> tuple:  # prefactor_log: a callable, used at m = 1 only
+        if m < 1 - tol:
+            return ("power", 1 - m)
+        if m <= 1 + tol:
+            return ("log", prefactor_log())
+        return ("bounded", nan)
+
+    if act.name == "relu":
+        if b < 1 - tol:
+            length = base["length"]
+        elif b <= 1 + tol:
+            length = ("power", max(sv * sw / 2, 1 - m))
+        else:
+            length = fed_by_bias(lambda: sv * sb / 2)
+        return {"length": length, "gradient": base["gradient"]}
+    if b > 1 + tol:
+
+        def pref():
+            return sv * float(act.mean_square(jnp.asarray(sb))) if bb <= tol else sv * sb
+
+        return {"length": fed_by_bias(pref), "gradient": ("bounded", nan)}
+    if b < 1 - tol or abs(bv - 1) <= tol:
+        return base
+    if bb > tol:  # on the line, a vanishing bias
+        if sv * sw <= 1 - bv + tol:
+            raise ValueError(
+                "on the line with q^l -> 0 (sigma_v2 sigma_w2 <= 1 - beta_v) a decaying hidden "
+                "bias competes with the weights: not derived"
+            )
+        return base
+    a = optimize.brentq(
+        lambda A: (1 - bv) * A - sv * float(act.mean_square(jnp.asarray(sw * A + sb))),
+        1e-12,
+        sv / (1 - bv) + 1.0,
+        xtol=1e-14,
+    )
+    delta = sv * sw * float(act.mean_square_derivative(jnp.asarray(sw * a + sb)))
+    return {"length": ("power", 1 - bv), "gradient": ("power", delta)}
+
+
+def decay_trajectories(
+    phi, beta_v, beta_w, depth: int, p0: float, *, beta_a=np.inf, beta_b=np.inf
+) -> dict:
+    r"""Length :math:`p^l` and :math:`\log(\chi^0/\chi^l)`, :math:`l = 0..` ``depth``, of full
+    residual nets with unit variances decaying as :math:`\sigma_{v,l}^2 = l^{-\beta_v}`,
+    :math:`\sigma_{w,l}^2 = l^{-\beta_w}`, a stream bias :math:`\sigma_{a,l}^2 = l^{-\beta_a}`
+    and a hidden bias :math:`\sigma_{b,l}^2 = l^{-\beta_b}` (``inf``: no such bias), from
+    :func:`mftlib.resnet.length_trajectory` (:math:`q^l = \sigma_{w,l}^2 p^{l-1} +
+    \sigma_{b,l}^2`, :math:`p^l = p^{l-1} + \sigma_{v,l}^2\,\mathbb{E}\phi(\sqrt{q^l}z)^2 +
+    \sigma_{a,l}^2`) and :func:`mftlib.resnet.gradient_amplification`.
+
+    Returns:
+        dict with ``p`` and ``log_amplification``, each ``(depth+1,)``.
+    """
+    depth = V.positive_int("depth", depth)
+    for name, beta in (("beta_a", beta_a), ("beta_b", beta_b)):
+        if not float(beta) >= 0:
+            raise ValueError(f"{name} must be >= 0 (inf for no bias), got {beta}")
+
+    def sched(beta):
+        return 0.0 if np.isinf(beta) else resnet.schedule(1.0, beta, depth)
+
+    sv, sw = resnet.schedule(1.0, beta_v, depth), resnet.schedule(1.0, beta_w, depth)
+    args = (phi, sv, sched(beta_a), p0, depth)
+    kw = {"sigma_w2": sw, "sigma_b2": sched(beta_b)}
+    p = resnet.length_trajectory(*args, **kw)["p"]
+    amp = resnet.gradient_amplification(*args, **kw)
+    return {"p": p, "log_amplification": np.log(amp)}
+
+
+def stream_ratios(sims: dict, p0: float) -> dict:
+    r"""Simulated over mean-field length :math:`p^l` and amplification :math:`\chi^0/\chi^l` at
+    every block, for outputs of ``mftlib.networks.simulate_stream`` keyed by ``(phi, beta_v,
+    beta_w, beta_b)`` (unit variances, decaying as in :func:`decay_trajectories`; ``beta_b =
+    inf``: no hidden bias). The simulated amplification of seed :math:`s` is
+    ``grad_norms[s, 0] / grad_norms[s, l]``; the length is the mean of the diagonal of ``cov``.
+
+    Returns:
+        ``{key: dict}`` with ``p_ratio``, ``p_se``, ``amp_ratio``, ``amp_se`` (mean and standard
+        error over the seeds, divided by the theory), each ``(depth+1,)``, and the theory's
+        ``p`` and ``amp``.
+    """
+    out = {}
+    for key, sim in sims.items():
+        phi, bv, bw, bb = key
+        g = np.asarray(sim["grad_norms"], np.float64)
+        if g.ndim != 2 or g.shape[0] < 2:
+            raise ValueError("need grad_norms of shape (n_seeds >= 2, depth + 1)")
+        n, depth = g.shape[0], g.shape[1] - 1
+        th = decay_trajectories(phi, bv, bw, depth, p0, beta_b=bb)
+        p_th, a_th = th["p"], np.exp(th["log_amplification"])
+        p = np.einsum("slii->sli", np.asarray(sim["cov"])).mean(-1)
+        amp = g[:, :1] / g
+        out[key] = {
+            "p_ratio": p.mean(0) / p_th,
+            "p_se": p.std(0, ddof=1) / np.sqrt(n) / p_th,
+            "amp_ratio": amp.mean(0) / a_th,
+            "amp_se": amp.std(0, ddof=1) / np.sqrt(n) / a_th,
+            "p": p_th,
+            "amp": a_th,
+        }
+    return out
+
+
+def predicted_metric_expressivity(sigma_v2s, beta_vs, depth: int, sigma0s, sigma_w2=1.0):
+    r"""Mean-field metric expressivity :math:`\log_{10}(s^L/s^0)` of tanh residual nets with
+    :math:`\sigma_{v,l}^2 = \sigma_v^2 l^{-\beta_v}` and constant :math:`\sigma_w^2` (no
+    biases), on the grid of :func:`predicted_decades`: ``(len(beta_vs), len(sigma_v2s))``.
+
+    :math:`s^l = \langle \Sigma^l_{aa} + \Sigma^l_{bb} - 2\Sigma^l_{ab}\rangle` is the squared
+    distance per unit between the two inputs of a pair (Yang & Schoenholz 2017), averaged over
+    the pairs whose stream covariances :math:`\Sigma^0` are ``sigma0s`` ``(n_pairs, 2, 2)``;
+    each is iterated with the covariance map :math:`\Sigma^l = \Sigma^{l-1} +
+    \sigma_{v,l}^2\,\mathbb{E}_{u\sim\mathcal{N}(0,\sigma_w^2\Sigma^{l-1})}
+    [\tanh(u)\tanh(u)^\top]`.
+    """
+    sv2 = np.asarray(V.grid("sigma_v2s", sigma_v2s), np.float64)
+    bvs = np.asarray(V.grid("beta_vs", beta_vs), np.float64)
+    if np.any(sv2 <= 0):
+        raise ValueError("sigma_v2s must be positive")
+    depth = V.positive_int("depth", depth)
+    sw = float(V.variance("sigma_w2", sigma_w2, positive=True))
+    s0 = np.asarray(sigma0s, np.float64)
+    if s0.ndim != 3 or s0.shape[1:] != (2, 2) or s0.shape[0] < 1:
+        raise ValueError(f"sigma0s must be (n_pairs, 2, 2), got shape {s0.shape}")
+    for k, m in enumerate(s0):
+        V.covariance(f"sigma0s[{k}]", m)
+    dist0 = s0[:, 0, 0] + s0[:, 1, 1] - 2 * s0[:, 0, 1]
+    if not dist0.mean() > 0:
+        raise ValueError("the pairs' mean squared distance s^0 must be positive")
+    act = activation("tanh")
+    ell = jnp.arange(1, depth + 1, dtype=jnp.float64)
+
+    def one(b, s, S0):
+        def step(S, v):  # (p_a, p_b, gamma_ab): one 2-D quadrature per block
+            pa, pb, g = S
+            k = act.pair_moment(sw * pa, sw * pb, sw * g)
+            return jnp.stack([pa, pb, g]) + v * jnp.stack(
+                [act.mean_square(sw * pa), act.mean_square(sw * pb), k]
+            ), None
+
+        S, _ = jax.lax.scan(step, jnp.stack([S0[0, 0], S0[1, 1], S0[0, 1]]), s * ell ** (-b))
+        return S[0] + S[1] - 2 * S[2]
+
+    pairs = jax.vmap(one, (None, None, 0))
+    grid = jax.jit(jax.vmap(jax.vmap(pairs, (None, 0, None)), (0, None, None)))
+    dist = np.asarray(grid(jnp.asarray(bvs), jnp.asarray(sv2), jnp.asarray(s0)))
+    return np.log10(dist.mean(-1) / dist0.mean())
+
+
+def rank_correlations(accuracy_seeds, predictors: dict, *, mask=None, n_boot=1000, seed=0):
+    r"""Spearman rank correlation over grid cells between the seed-mean accuracy and each
+    predictor, with a bootstrap over seeds.
+
+    Args:
+        accuracy_seeds: ``(..., n_seeds)`` accuracies of each cell and seed.
+        predictors: ``{name: array of the cells' shape}``.
+        mask: optional boolean array of the cells' shape: the cells to use (at least 3).
+        n_boot: bootstrap resamples; in each, every cell's seeds are drawn with replacement.
+
+    Returns:
+        ``{name: (rho, se, samples)}``: :math:`\rho` on the seed means, its bootstrap standard
+        error and the ``(n_boot,)`` bootstrap values (the same resamples for every predictor,
+        so differences between predictors can be bootstrapped too).
+    """
+    acc = np.asarray(accuracy_seeds, np.float64)
+    if acc.ndim < 2 or acc.shape[-1] < 2:
+        raise ValueError("accuracy_seeds needs a last axis of at least 2 seeds")
+    cells = acc.shape[:-1]
+    sel = np.ones(cells, bool) if mask is None else np.asarray(mask, bool)
+    if sel.shape != cells or sel.sum() < 3:
+        raise ValueError(f"mask must have shape {cells} and select at least 3 cells")
+    n_boot = V.positive_int("n_boot", n_boot)
+    preds = {}
+    for name, x in predictors.items():
+        x = np.asarray(x, np.float64)
+        if x.shape != cells or not np.all(np.isfinite(x[sel])):
+            raise ValueError(f"predictor {name!r} must be finite of shape {cells}")
+        preds[name] = x[sel]
+    a = acc[sel]  # (n_cells, n_seeds)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.shape[1], size=(n_boot, *a.shape))
+    boot = np.take_along_axis(a[None], idx, axis=-1).mean(-1)  # (n_boot, n_cells)
+
+    def ranks(y):  # average ranks along the last axis (ties share their mean rank)
+        below = (y[..., None, :] < y[..., :, None]).sum(-1)
+        return below + ((y[..., None, :] == y[..., :, None]).sum(-1) + 1) / 2
+
+    def rho(y, x):  # Spearman: Pearson correlation of the ranks, along the last axis
+        ry = ranks(y)
+        ry = ry - ry.mean(-1, keepdims=True)
+        rx = ranks(x)
+        rx = rx - rx.mean()
+        norm = np.sqrt((ry**2).sum(-1) * (rx**2).sum())
+        # all cells equal (no ordering): rho = 0
+        return np.where(norm > 0, (ry * rx).sum(-1) / np.where(norm > 0, norm, 1.0), 0.0)
+
+    out = {}
+    for name, x in preds.items():
+        samples = rho(boot, x)
+        out[name] = (float(rho(a.mean(-1), x)), float(samples.std(ddof=1)), samples)
     return out

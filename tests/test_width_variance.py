@@ -203,6 +203,9 @@ def test_train_decay_grid_runs_and_predicts():
     assert out["decades"][0, 1] > out["decades"][1, 1] > out["decades"][1, 0]
     # a small variance trains above chance in 60 steps
     assert out["accuracy"][1, 0] > 0.5
+    seeds = out["accuracy_seeds"]
+    assert seeds.shape == (2, 2, 2)
+    np.testing.assert_allclose(seeds.mean(-1), out["accuracy"], rtol=1e-12)
 
 
 @pytest.mark.slow
@@ -296,3 +299,146 @@ def test_predicted_decades_matches_gradient_amplification():
         )[-1]
     )
     assert dec.shape == (2, 2) and dec[1, 1] == pytest.approx(direct, rel=1e-10)
+
+
+def _same_phase(a, b):
+    return all(
+        a[k][0] == b[k][0] and (a[k][1] == b[k][1] or (np.isnan(a[k][1]) and np.isnan(b[k][1])))
+        for k in ("length", "gradient")
+    )
+
+
+def test_hidden_bias_phase_closed_forms():
+    # no hidden bias: the phases of predicted_phase
+    for phi, b in (("tanh", (0.25, 0.0)), ("tanh", (0.5, 1.0)), ("relu", (0.25, 1.0))):
+        assert _same_phase(wv.hidden_bias_phase(phi, *b, np.inf), wv.predicted_phase(phi, *b))
+    # below the line and at the endpoint the hidden bias changes nothing
+    for b in ((0.25, 0.0), (1.0, 0.0)):
+        assert _same_phase(wv.hidden_bias_phase("tanh", *b, 0.0), wv.predicted_phase("tanh", *b))
+    # above the line: length fed by the bias, p ~ l^(1 - beta_v - beta_b); gradient bounded
+    ph = wv.hidden_bias_phase("tanh", 0.5, 1.0, 0.25)
+    assert ph["length"] == ("power", 0.25) and ph["gradient"][0] == "bounded"
+    assert wv.hidden_bias_phase("tanh", 0.5, 1.0, 0.0)["length"] == ("power", 0.5)
+    assert wv.hidden_bias_phase("tanh", 0.5, 1.0, 0.75)["length"][0] == "bounded"
+    kind, pref = wv.hidden_bias_phase("tanh", 0.5, 1.0, 0.5, sigma_v2=2.0, sigma_b2=3.0)["length"]
+    assert kind == "log" and pref == pytest.approx(6.0)
+    # relu: the gradient is exactly unchanged; the length power on the line is the larger one
+    ph = wv.hidden_bias_phase("relu", 0.25, 0.75, 0.0)
+    assert ph["gradient"] == ("power", 0.5) and ph["length"] == ("power", 0.75)
+    assert wv.hidden_bias_phase("relu", 0.5, 1.0, 0.0)["length"] == ("power", 0.5)
+    with pytest.raises(ValueError):
+        wv.hidden_bias_phase("tanh", 0.5, 0.5, -1.0)
+    with pytest.raises(ValueError):
+        wv.hidden_bias_phase("tanh", 0.5, 0.5, 0.5, sigma_v2=0.5)  # q -> 0 on the line
+
+
+@pytest.mark.slow
+def test_hidden_bias_phase_on_the_line_solves_its_fixed_point():
+    # a constant bias moves q* up and lowers delta; q* = A + 1, A = E tanh^2(A + 1) / (1 - 1/2)
+    d0 = wv.predicted_phase("tanh", 0.5, 0.5)["gradient"][1]
+    kind, d1 = wv.hidden_bias_phase("tanh", 0.5, 0.5, 0.0)["gradient"]
+    assert kind == "power" and d1 < d0
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    w = w / np.sqrt(2 * np.pi)
+    a = 1.0
+    for _ in range(200):  # a contraction: d/dq E tanh^2 is small at q ~ 2
+        a = 2 * np.sum(w * np.tanh(np.sqrt(a + 1.0) * z) ** 2)
+    assert d1 == pytest.approx(np.sum(w * _sech4(np.sqrt(a + 1.0) * z)), rel=1e-6)
+    # a decaying bias on the line leaves delta alone
+    assert wv.hidden_bias_phase("tanh", 0.5, 0.5, 0.5)["gradient"][1] == pytest.approx(d0)
+
+
+@pytest.mark.slow
+def test_hidden_bias_phase_against_the_iterated_map():
+    d = np.array([10**3, 10**4])
+    # on the line with a constant hidden bias: chi^0/chi^L ~ L^delta, within 2% at 1e4
+    tr = wv.decay_trajectories("tanh", 0.5, 0.5, d[-1], 1.0, beta_b=0.0)
+    delta = wv.hidden_bias_phase("tanh", 0.5, 0.5, 0.0)["gradient"][1]
+    app = wv.local_exponents(np.exp(tr["log_amplification"][d]), d)[0]
+    assert app == pytest.approx(delta, rel=0.02)
+    # above the line: the length exponent 1/2 within 0.03, the amplification nearly flat
+    tr = wv.decay_trajectories("tanh", 0.5, 1.0, d[-1], 1.0, beta_b=0.0)
+    assert wv.local_exponents(tr["p"][d], d)[0] == pytest.approx(0.5, abs=0.03)
+    assert np.diff(tr["log_amplification"][d])[0] < 0.03
+    # relu: the hidden bias leaves the amplification exactly unchanged
+    a = wv.decay_trajectories("relu", 0.5, 1.0, 50, 1.0)["log_amplification"]
+    b = wv.decay_trajectories("relu", 0.5, 1.0, 50, 1.0, beta_b=0.0)
+    np.testing.assert_allclose(b["log_amplification"], a, rtol=1e-12)
+    assert b["p"][-1] > 2 * wv.decay_trajectories("relu", 0.5, 1.0, 50, 1.0)["p"][-1]
+    with pytest.raises(ValueError):
+        wv.decay_trajectories("tanh", 0.5, 1.0, 10, 1.0, beta_b=-0.5)
+
+
+@pytest.mark.slow
+def test_stream_ratios_near_one():
+    sims = {
+        ("tanh", 0.5, 1.0, 0.0): rn.simulate_stream(
+            jax.random.PRNGKey(0),
+            X,
+            "tanh",
+            resnet.schedule(1.0, 0.5, DEPTH),
+            0.0,
+            DEPTH,
+            sigma_w2=resnet.schedule(1.0, 1.0, DEPTH),
+            sigma_b2=1.0,
+            n_seeds=16,
+        )
+    }
+    r = wv.stream_ratios(sims, P0)[("tanh", 0.5, 1.0, 0.0)]
+    assert r["p"].shape == (DEPTH + 1,) and r["amp_ratio"][0] == pytest.approx(1.0)
+    # 16 seeds of width 64: 4 standard errors plus a 5% finite-width allowance (O(1/N))
+    for k, s in (("p_ratio", "p_se"), ("amp_ratio", "amp_se")):
+        assert abs(r[k][-1] - 1) < 4 * r[s][-1] + 0.05
+
+
+@pytest.mark.slow
+def test_predicted_metric_expressivity_matches_the_covariance_map():
+    s0 = np.array([[[1.0, 0.3], [0.3, 0.8]], [[1.2, -0.2], [-0.2, 0.9]]])
+    out = wv.predicted_metric_expressivity([0.5, 4.0], [0.0, 1.0], 6, s0)
+    assert out.shape == (2, 2)
+    for i, bv in enumerate((0.0, 1.0)):
+        for j, sv in enumerate((0.5, 4.0)):
+            dist = []
+            for S in s0:
+                traj = resnet.covariance_trajectory(
+                    "tanh", resnet.schedule(sv, bv, 6), 0.0, S, 6, sigma_w2=1.0
+                )
+                dist.append(traj[-1, 0, 0] + traj[-1, 1, 1] - 2 * traj[-1, 0, 1])
+            s0_mean = np.mean([S[0, 0] + S[1, 1] - 2 * S[0, 1] for S in s0])
+            assert out[i, j] == pytest.approx(np.log10(np.mean(dist) / s0_mean), abs=1e-9)
+    assert out[0, 1] > out[0, 0] > out[1, 0]  # grows with sigma_v^2, falls with decay
+
+
+def test_predicted_metric_expressivity_validation():
+    s0 = np.array([[[1.0, 0.3], [0.3, 0.8]]])
+    with pytest.raises(ValueError):
+        wv.predicted_metric_expressivity([0.0], [0.0], 4, s0)
+    with pytest.raises(ValueError):
+        wv.predicted_metric_expressivity([1.0], [0.0], 4, np.eye(2))
+    with pytest.raises(ValueError):
+        wv.predicted_metric_expressivity([1.0], [0.0], 4, np.ones((1, 2, 2)))  # s^0 = 0
+    with pytest.raises(ValueError):
+        wv.predicted_metric_expressivity([1.0], [0.0], 4, np.array([[[1.0, 2.0], [2.0, 1.0]]]))
+
+
+def test_rank_correlations():
+    x = np.arange(6.0).reshape(2, 3)
+    acc = np.repeat(-x[..., None], 4, axis=-1)  # identical seeds: no resampling noise
+    r = wv.rank_correlations(acc, {"x": x, "y": -x}, n_boot=20)
+    assert r["x"][0] == pytest.approx(-1.0) and r["y"][0] == pytest.approx(1.0)
+    assert r["x"][1] == 0.0 and r["x"][2].shape == (20,)
+    noisy = acc + np.random.default_rng(0).normal(scale=3.0, size=acc.shape)
+    rn_ = wv.rank_correlations(noisy, {"x": x}, n_boot=50)["x"]
+    assert rn_[1] > 0.05  # seed noise as large as the signal spreads the resampled rho
+    # ties share their mean rank: ranks (1.5, 1.5, 3.5, 3.5) against (1, 2, 3, 4)
+    tied = np.repeat(np.array([[1.0, 1.0], [2.0, 2.0]])[..., None], 2, axis=-1)
+    r_tied = wv.rank_correlations(tied, {"x": np.arange(4.0).reshape(2, 2)}, n_boot=5)
+    assert r_tied["x"][0] == pytest.approx(4 / np.sqrt(20))
+    sub = wv.rank_correlations(acc, {"x": x}, mask=x > 1.5, n_boot=5)["x"]
+    assert sub[0] == pytest.approx(-1.0)
+    with pytest.raises(ValueError):
+        wv.rank_correlations(acc, {"x": x}, mask=x > 3.5)  # two cells
+    with pytest.raises(ValueError):
+        wv.rank_correlations(acc[..., :1], {"x": x})
+    with pytest.raises(ValueError):
+        wv.rank_correlations(acc, {"x": np.ones(5)})
