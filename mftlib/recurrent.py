@@ -41,6 +41,10 @@ covariance :math:`Q^{ab}_t = N^{-1} h^a_t\cdot h^b_t` obeys, as
 
   with the cell state treated as Gaussian (:func:`lstm_map`).
 
+For the GRU and the LSTM every variance may also be set per gate, as Gilboa et al. choose them
+(:func:`gate_variances`): each gate's moments are then taken at its own pre-activation covariance
+:math:`E_k = \sigma_{w,k}^2 Q + \sigma_{u,k}^2 R + \sigma_{b,k}^2`.
+
 The gated maps factorise the expectation of a gate times the state and drop the cross term
 between the state and the new content written into it. Both are exact at infinite width when the
 recurrent weights are drawn afresh at every step (the annealed network); with weights tied over
@@ -61,6 +65,7 @@ gives a long memory without fine tuning. All functions take variances, not stand
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 
 import jax
@@ -90,6 +95,57 @@ def _sym_pair(name: str, value) -> None:
     V.covariance(name, value)
     if np.shape(value) != (2, 2):
         raise ValueError(f"{name} must be a 2 x 2 covariance, got shape {np.shape(value)}")
+
+
+# --- per-gate variances ---------------------------------------------------------------------------
+
+#: Gate names of the GRU (update, reset, candidate) and of the LSTM (forget, input, output,
+#: candidate), in the order of per-gate tuples.
+GRU_GATES = ("u", "r", "h")
+LSTM_GATES = ("f", "i", "o", "g")
+
+
+def gate_variances(name: str, value, gates: tuple[str, ...]) -> np.ndarray:
+    r"""One variance per gate, from a scalar (shared by all gates), a sequence in the order
+    ``gates`` or a mapping from every gate name to its variance.
+
+    Gilboa et al. (2019) choose the weight variance :math:`\sigma_{w,k}^2`, input variance
+    :math:`\sigma_{u,k}^2` and bias variance :math:`\sigma_{b,k}^2` of every gate :math:`k`
+    separately; the GRU's gates are ``GRU_GATES`` ``("u", "r", "h")`` (update, reset,
+    candidate), the LSTM's ``LSTM_GATES`` ``("f", "i", "o", "g")``.
+
+    Returns:
+        float64 array ``(len(gates),)``; ``ValueError`` on a wrong length, unknown or missing
+        gate names, or a negative or non-finite variance.
+    """
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(gates))
+        missing = [g for g in gates if g not in value]
+        if unknown or missing:
+            raise ValueError(
+                f"{name} as a mapping needs exactly the gates {gates}; "
+                f"unknown {unknown}, missing {missing}"
+            )
+        value = [value[g] for g in gates]
+    arr = np.asarray(V.variance(name, value), dtype=np.float64)
+    if arr.ndim == 0:
+        return np.full(len(gates), float(arr))
+    if arr.shape != (len(gates),):
+        raise ValueError(
+            f"{name} must be a scalar, {len(gates)} values (gates {gates}) or a mapping, "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
+def _per_gate(gates, **kw) -> tuple:
+    """:func:`gate_variances` of every keyword, as float64 JAX arrays."""
+    return tuple(_f64(gate_variances(k, v, gates)) for k, v in kw.items())
+
+
+def _broadcast(n: int, *xs) -> tuple:
+    """Per-gate parameters broadcast to ``(n,)`` (a scalar means one value for all gates)."""
+    return tuple(jnp.broadcast_to(jnp.asarray(x, jnp.float64), (n,)) for x in xs)
 
 
 # --- vanilla RNN --------------------------------------------------------------------------------
@@ -316,27 +372,32 @@ _minimal_batch = jax.jit(
 def gru_map(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q, R) -> Array:
     r"""One step of the GRU's map on the 2 x 2 state covariance (after Gilboa et al. 2019).
 
-    All three pre-activations (update gate :math:`u`, reset gate :math:`r`, candidate) have weight
-    variance :math:`\sigma_w^2/N`, input weight variance :math:`\sigma_u^2/d` and bias variance
-    :math:`\sigma_b^2`; the gate biases have means ``mu_u``, ``mu_r`` (the candidate's 0).
+    The pre-activation of gate :math:`k\in\{u, r, h\}` (update gate, reset gate, candidate) has
+    recurrent weight variance :math:`\sigma_{w,k}^2/N`, input weight variance
+    :math:`\sigma_{u,k}^2/d` and bias variance :math:`\sigma_{b,k}^2`; each of ``sigma_w2``,
+    ``sigma_u2``, ``sigma_b2`` is a scalar shared by the three or per gate
+    (:func:`gate_variances`, order ``GRU_GATES``). The gate biases have means ``mu_u``,
+    ``mu_r`` (the candidate's 0). With :math:`E_k = \sigma_{w,k}^2 Q + \sigma_{u,k}^2 R +
+    \sigma_{b,k}^2` the gates' pre-activation covariances,
     :math:`Q' = \mathbb E[uu^\top]\odot Q + \mathbb E[(1-u)(1-u)^\top]\odot\mathbb E[\tanh\tilde e
-    \tanh\tilde e^\top]`, :math:`\tilde\Sigma = \sigma_w^2\mathbb E[rr^\top]\odot Q + \sigma_u^2 R
-    + \sigma_b^2`.
+    \tanh\tilde e^\top]`, :math:`\tilde\Sigma = \sigma_{w,h}^2\mathbb E[rr^\top]\odot Q +
+    \sigma_{u,h}^2 R + \sigma_{b,h}^2`.
     """
-    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r)
+    sw, su, sb = _per_gate(GRU_GATES, sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    _check(mu_u=mu_u, mu_r=mu_r)
     _sym_pair("Q", Q)
     _sym_pair("R", R)
-    return _gru_map_jit(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q, R)))
+    return _gru_map_jit(sw, su, sb, *map(_f64, (mu_u, mu_r, Q, R)))
 
 
 _TANH = activation("tanh")
 
 
 def _gru_map(sw, su, sb, mu_u, mu_r, Q, R):
-    E = sw * Q + su * R + sb
-    Gu, Hu = _gate_products(mu_u, E)
-    Gr, _ = _gate_products(mu_r, E)
-    Et = sw * Gr * Q + su * R + sb
+    sw, su, sb = _broadcast(3, sw, su, sb)
+    Gu, Hu = _gate_products(mu_u, sw[0] * Q + su[0] * R + sb[0])
+    Gr, _ = _gate_products(mu_r, sw[1] * Q + su[1] * R + sb[1])
+    Et = sw[2] * Gr * Q + su[2] * R + sb[2]
     K = _TANH.moment_matrix(Et)
     return Gu * Q + Hu * K
 
@@ -345,13 +406,14 @@ _gru_map_jit = jax.jit(_gru_map)
 
 
 def gru_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, Q0, Rs) -> Array:
-    """Iterate :func:`gru_map` with input covariances ``Rs`` (``(T, 2, 2)``): ``(T+1, 2, 2)``."""
-    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r)
+    """Iterate :func:`gru_map` with input covariances ``Rs`` (``(T, 2, 2)``): ``(T+1, 2, 2)``.
+
+    The variances are shared or per gate as in :func:`gru_map`."""
+    sw, su, sb = _per_gate(GRU_GATES, sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    _check(mu_u=mu_u, mu_r=mu_r)
     _sym_pair("Q0", Q0)
     V.matrix("Rs", Rs, ndim=3)
-    return _gru_traj(
-        tuple(map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r))), _f64(Q0), _f64(Rs)
-    )
+    return _gru_traj((sw, su, sb, *map(_f64, (mu_u, mu_r))), _f64(Q0), _f64(Rs))
 
 
 @jax.jit
@@ -361,22 +423,27 @@ def _gru_traj(p, Q0, Rs):
 
 @jax.jit
 def _gru_quantities(sw, su, sb, mu_u, mu_r, r):
+    sw, su, sb = _broadcast(3, sw, su, sb)
+
+    def pre(Q):  # the update gate's, reset gate's and candidate's variances
+        qu = sw[0] * Q + su[0] * r + sb[0]
+        qr = sw[1] * Q + su[1] * r + sb[1]
+        return qu, qr, sw[2] * _sig_sq(mu_r, qr) * Q + su[2] * r + sb[2]
+
     def length(Q):
-        q = sw * Q + su * r + sb
-        qt = sw * _sig_sq(mu_r, q) * Q + su * r + sb
-        return _sig_sq(mu_u, q) * Q + _omsig_sq(mu_u, q) * _TANH.mean_square(qt)
+        qu, _, qt = pre(Q)
+        return _sig_sq(mu_u, qu) * Q + _omsig_sq(mu_u, qu) * _TANH.mean_square(qt)
 
     # Q* in [0, 1]: h is a convex combination of tanh's.
     Q = dynamics.find_root(lambda Q: length(Q) - Q, 0.0, 1.0).value
     # chi_c = d(off-diagonal)/d(Q^ab) at c = 1 by Price's theorem: 1-D integrals only
     # (tests check it against jax.jvp of gru_map through the 2-D quadrature).
-    q = sw * Q + su * r + sb
-    qt = sw * _sig_sq(mu_r, q) * Q + su * r + sb
-    d_tilde = sw * (_sig_sq(mu_r, q) + sw * Q * _dsig_sq(mu_r, q))
+    qu, qr, qt = pre(Q)
+    d_tilde = sw[2] * (_sig_sq(mu_r, qr) + sw[1] * Q * _dsig_sq(mu_r, qr))
     chi_c = (
-        _sig_sq(mu_u, q)
-        + sw * _dsig_sq(mu_u, q) * (Q + _TANH.mean_square(qt))
-        + _omsig_sq(mu_u, q) * _TANH.mean_square_derivative(qt) * d_tilde
+        _sig_sq(mu_u, qu)
+        + sw[0] * _dsig_sq(mu_u, qu) * (Q + _TANH.mean_square(qt))
+        + _omsig_sq(mu_u, qu) * _TANH.mean_square_derivative(qt) * d_tilde
     )
     return _fixed_point_result(chi_c, _slope(length, Q), q_star=Q)
 
@@ -384,15 +451,23 @@ def _gru_quantities(sw, su, sb, mu_u, mu_r, r):
 def gru_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r: float = 1.0) -> dict:
     r"""The GRU's fixed point :math:`Q^*` (identical inputs of variance r) and time scales.
 
-    :math:`\chi_c` is the derivative of the off-diagonal of :func:`gru_map` at
-    :math:`Q^{ab} = Q^*` (by the custom JVP of :func:`mftlib.gaussian.expect2`, exact at
-    :math:`c = 1`); :math:`\xi_c = -1/\log\chi_c`.
+    Variances shared or per gate as in :func:`gru_map`. :math:`\chi_c` is the derivative of the
+    off-diagonal of :func:`gru_map` at :math:`Q^{ab} = Q^*` (Price's theorem, exact at
+    :math:`c = 1`): with :math:`q_k = \sigma_{w,k}^2 Q^* + \sigma_{u,k}^2 r + \sigma_{b,k}^2`
+    and :math:`\tilde q = \sigma_{w,h}^2\mathbb E[r^2] Q^* + \sigma_{u,h}^2 r + \sigma_{b,h}^2`,
+
+    .. math:: \chi_c = \mathbb E[u^2] + \sigma_{w,u}^2\mathbb E[u'^2](Q^* + \mathbb E[\tanh^2
+       \tilde e]) + \mathbb E[(1-u)^2]\,\mathbb E[\tanh'^2\tilde e]\,\sigma_{w,h}^2
+       (\mathbb E[r^2] + \sigma_{w,r}^2 Q^*\mathbb E[r'^2]),
+
+    gate moments taken at :math:`q_u`, :math:`q_r`; :math:`\xi_c = -1/\log\chi_c`.
 
     Returns:
         dict of float64 scalars ``q_star, chi_c, chi_q, xi_c, xi_q``.
     """
-    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_u=mu_u, mu_r=mu_r, r=r)
-    return _gru_quantities(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_u, mu_r, r)))
+    sw, su, sb = _per_gate(GRU_GATES, sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    _check(mu_u=mu_u, mu_r=mu_r, r=r)
+    return _gru_quantities(sw, su, sb, *map(_f64, (mu_u, mu_r, r)))
 
 
 @jax.jit
@@ -404,25 +479,27 @@ def _gru_batch(sw, su, sb, mu_u, mu_r, r):
 
 def gru_timescales(sigma_w2_grid, mu_u_grid, sigma_u2, sigma_b2, mu_r: float = 0.0, r=1.0):
     r""":func:`gru_fixed_point` on the grid :math:`(\sigma_w^2, \mu_u)` (axis 0:
-    :math:`\sigma_w^2`)."""
+    :math:`\sigma_w^2`, the weight variance of all three gates; ``sigma_u2``, ``sigma_b2``
+    shared or per gate)."""
     V.grid("sigma_w2_grid", sigma_w2_grid)
     V.variance("sigma_w2_grid", sigma_w2_grid)
     V.grid("mu_u_grid", mu_u_grid)
-    _check(sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_r=mu_r, r=r)
+    su, sb = _per_gate(GRU_GATES, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    _check(mu_r=mu_r, r=r)
     sw, mu = np.meshgrid(
         np.asarray(sigma_w2_grid, np.float64), np.asarray(mu_u_grid, np.float64), indexing="ij"
     )
-    out = _gru_batch(
-        _f64(sw.ravel()), _f64(sigma_u2), _f64(sigma_b2), _f64(mu.ravel()), _f64(mu_r), _f64(r)
-    )
+    sw_gates = np.repeat(sw.ravel()[:, None], len(GRU_GATES), axis=1)
+    out = _gru_batch(_f64(sw_gates), su, sb, _f64(mu.ravel()), _f64(mu_r), _f64(r))
     return {k: v.reshape(sw.shape) for k, v in out.items()}
 
 
 # --- LSTM -----------------------------------------------------------------------------------------
 
 
-def _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o) -> None:
-    _check(sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_f=mu_f, mu_i=mu_i, mu_o=mu_o)
+def _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o) -> tuple:
+    _check(mu_f=mu_f, mu_i=mu_i, mu_o=mu_o)
+    return _per_gate(LSTM_GATES, sigma_w2=sigma_w2, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
 
 
 def lstm_map(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C, Q, R) -> tuple[Array, Array]:
@@ -430,32 +507,34 @@ def lstm_map(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C, Q, R) -> tuple[A
 
     The LSTM (forget gate :math:`f`, input gate :math:`i`, output gate :math:`o`, candidate
     :math:`g`): :math:`c_t = f_t\odot c_{t-1} + i_t\odot g_t`, :math:`h_t = o_t\odot\tanh c_t`,
-    every pre-activation :math:`W_\cdot h_{t-1} + U_\cdot x_t + b_\cdot` with the variances of
-    :func:`gru_map` and bias means ``mu_f, mu_i, mu_o`` (the candidate's 0). All four
-    pre-activations are Gaussian with covariance :math:`E = \sigma_w^2 Q + \sigma_u^2 R +
-    \sigma_b^2`. Decoupling the gates from what they multiply (as for the GRU; exact for fresh
-    weights every step) and treating :math:`c_t` as Gaussian (an approximation: it is a gated
-    sum) gives
+    every pre-activation :math:`W_k h_{t-1} + U_k x_t + b_k` with variances
+    :math:`\sigma_{w,k}^2/N`, :math:`\sigma_{u,k}^2/d`, :math:`\sigma_{b,k}^2` (each argument a
+    scalar shared by the four or per gate, :func:`gate_variances`, order ``LSTM_GATES``) and
+    bias means ``mu_f, mu_i, mu_o`` (the candidate's 0). Pre-activation :math:`k` is Gaussian
+    with covariance :math:`E_k = \sigma_{w,k}^2 Q + \sigma_{u,k}^2 R + \sigma_{b,k}^2`.
+    Decoupling the gates from what they multiply (as for the GRU; exact for fresh weights every
+    step) and treating :math:`c_t` as Gaussian (an approximation: it is a gated sum) gives
 
     .. math:: C' = \mathbb E[ff^\top]\odot C + \mathbb E[ii^\top]\odot\mathbb E[\tanh e
        \tanh e^\top],\qquad Q' = \mathbb E[oo^\top]\odot\mathbb E_{c\sim\mathcal N(0, C')}
-       [\tanh c\,\tanh c^\top].
+       [\tanh c\,\tanh c^\top],
 
-    Returns the pair ``(C', Q')``.
+    :math:`e\sim\mathcal N(0, E_g)`. Returns the pair ``(C', Q')``.
     """
-    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    sw, su, sb = _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
     _sym_pair("C", C)
     _sym_pair("Q", Q)
     _sym_pair("R", R)
-    return _lstm_map_jit(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C, Q, R)))
+    return _lstm_map_jit(sw, su, sb, *map(_f64, (mu_f, mu_i, mu_o, C, Q, R)))
 
 
 def _lstm_map(sw, su, sb, mu_f, mu_i, mu_o, C, Q, R):
-    E = sw * Q + su * R + sb
-    Gf, _ = _gate_products(mu_f, E)
-    Gi, _ = _gate_products(mu_i, E)
-    Go, _ = _gate_products(mu_o, E)
-    C_new = Gf * C + Gi * _TANH.moment_matrix(E)
+    sw, su, sb = _broadcast(4, sw, su, sb)
+    E = [sw[k] * Q + su[k] * R + sb[k] for k in range(4)]  # f, i, o, g
+    Gf, _ = _gate_products(mu_f, E[0])
+    Gi, _ = _gate_products(mu_i, E[1])
+    Go, _ = _gate_products(mu_o, E[2])
+    C_new = Gf * C + Gi * _TANH.moment_matrix(E[3])
     return C_new, Go * _TANH.moment_matrix(C_new)
 
 
@@ -463,16 +542,17 @@ _lstm_map_jit = jax.jit(_lstm_map)
 
 
 def lstm_trajectory(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, C0, Q0, Rs):
-    """Iterate :func:`lstm_map` with input covariances ``Rs`` (``(T, 2, 2)``).
+    """Iterate :func:`lstm_map` with input covariances ``Rs`` (``(T, 2, 2)``); variances shared
+    or per gate.
 
     Returns ``(Cs, Qs)``, each ``(T+1, 2, 2)``, starting with ``C0``, ``Q0``."""
-    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    sw, su, sb = _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
     _sym_pair("C0", C0)
     _sym_pair("Q0", Q0)
     V.matrix("Rs", Rs, ndim=3)
     if np.shape(Rs)[1:] != (2, 2):
         raise ValueError(f"Rs must have shape (T, 2, 2), got {np.shape(Rs)}")
-    p = tuple(map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)))
+    p = (sw, su, sb, *map(_f64, (mu_f, mu_i, mu_o)))
     traj = _lstm_traj(p, jnp.stack([_f64(C0), _f64(Q0)]), _f64(Rs))
     return traj[:, 0], traj[:, 1]
 
@@ -484,34 +564,39 @@ def _lstm_traj(p, CQ0, Rs):
 
 @jax.jit
 def _lstm_quantities(sw, su, sb, mu_f, mu_i, mu_o, r):
+    sw, su, sb = _broadcast(4, sw, su, sb)
+
+    def pre(Q):  # the forget, input, output gates' and the candidate's variances
+        return [sw[k] * Q + su[k] * r + sb[k] for k in range(4)]
+
     def cell_star(Q):
-        q = sw * Q + su * r + sb
-        return _sig_sq(mu_i, q) * _TANH.mean_square(q) / (1.0 - _sig_sq(mu_f, q))
+        qf, qi, _, qg = pre(Q)
+        return _sig_sq(mu_i, qi) * _TANH.mean_square(qg) / (1.0 - _sig_sq(mu_f, qf))
 
     def length(CQ):  # the diagonal map (C, Q) -> (C', Q') for identical sequences
         C, Q = CQ
-        q = sw * Q + su * r + sb
-        C_new = _sig_sq(mu_f, q) * C + _sig_sq(mu_i, q) * _TANH.mean_square(q)
-        return jnp.stack([C_new, _sig_sq(mu_o, q) * _TANH.mean_square(C_new)])
+        qf, qi, qo, qg = pre(Q)
+        C_new = _sig_sq(mu_f, qf) * C + _sig_sq(mu_i, qi) * _TANH.mean_square(qg)
+        return jnp.stack([C_new, _sig_sq(mu_o, qo) * _TANH.mean_square(C_new)])
 
     # Q* in [0, 1) (h = o tanh c); C* = E[i^2] E[tanh^2] / (1 - E[f^2]) given Q*.
     Q = dynamics.find_root(
-        lambda Q: _sig_sq(mu_o, sw * Q + su * r + sb) * _TANH.mean_square(cell_star(Q)) - Q,
+        lambda Q: _sig_sq(mu_o, pre(Q)[2]) * _TANH.mean_square(cell_star(Q)) - Q,
         0.0,
         1.0,
     ).value
     C = cell_star(Q)
     # Off-diagonal block of the Jacobian in (C^ab, Q^ab) at c = 1, by Price's theorem
     # (d/dq12 E[f(x_a) g(x_b)] = E[f' g'], which at c = 1 is a 1-D integral).
-    q = sw * Q + su * r + sb
-    a = _sig_sq(mu_f, q)  # dC'/dC
-    b = sw * (  # dC'/dQ
-        _dsig_sq(mu_f, q) * C
-        + _dsig_sq(mu_i, q) * _TANH.mean_square(q)
-        + _sig_sq(mu_i, q) * _TANH.mean_square_derivative(q)
+    qf, qi, qo, qg = pre(Q)
+    a = _sig_sq(mu_f, qf)  # dC'/dC
+    b = (  # dC'/dQ
+        sw[0] * _dsig_sq(mu_f, qf) * C
+        + sw[1] * _dsig_sq(mu_i, qi) * _TANH.mean_square(qg)
+        + sw[3] * _sig_sq(mu_i, qi) * _TANH.mean_square_derivative(qg)
     )
-    to = _sig_sq(mu_o, q) * _TANH.mean_square_derivative(C)  # dQ'/dC'
-    J = jnp.array([[a, b], [to * a, sw * _dsig_sq(mu_o, q) * _TANH.mean_square(C) + to * b]])
+    to = _sig_sq(mu_o, qo) * _TANH.mean_square_derivative(C)  # dQ'/dC'
+    J = jnp.array([[a, b], [to * a, sw[2] * _dsig_sq(mu_o, qo) * _TANH.mean_square(C) + to * b]])
     chi_c = jnp.max(jnp.linalg.eigvals(J).real)
     lam, _ = dynamics.depth_scales_at(length, jnp.stack([C, Q]))  # sorted by modulus
     chi_q = jnp.abs(lam[0])
@@ -521,17 +606,21 @@ def _lstm_quantities(sw, su, sb, mu_f, mu_i, mu_o, r):
 def lstm_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i=0.0, mu_o=0.0, r: float = 1.0):
     r"""The LSTM's fixed point (identical inputs of variance r) and time scales.
 
+    Variances shared or per gate as in :func:`lstm_map`, with
+    :math:`q_k = \sigma_{w,k}^2 Q^* + \sigma_{u,k}^2 r + \sigma_{b,k}^2` the variance of
+    pre-activation :math:`k` (gate moments below are taken at their own :math:`q_k`).
     The fixed point of the diagonal of :func:`lstm_map`: :math:`C^* = \mathbb E[i^2]\,
     \mathbb E[\tanh^2 e]/(1 - \mathbb E[f^2])` and :math:`Q^* = \mathbb E[o^2]\,
-    \mathbb E[\tanh^2 c]`, :math:`c\sim\mathcal N(0, C^*)`, :math:`e\sim\mathcal N(0,
-    \sigma_w^2 Q^* + \sigma_u^2 r + \sigma_b^2)` (a bracketed root in :math:`Q\in[0, 1]`).
+    \mathbb E[\tanh^2 c]`, :math:`c\sim\mathcal N(0, C^*)`, :math:`e\sim\mathcal N(0, q_g)`
+    (a bracketed root in :math:`Q\in[0, 1]`).
     :math:`\chi_c` is the largest eigenvalue of the 2 x 2 Jacobian of the off-diagonals
     :math:`(C^{ab}, Q^{ab})` at :math:`c = 1`; with :math:`a = \mathbb E[f^2]`,
-    :math:`b = \sigma_w^2(\mathbb E[f'^2]C^* + \mathbb E[i'^2]\mathbb E[\tanh^2] + \mathbb E[i^2]
-    \mathbb E[\tanh'^2])`, :math:`\tau = \mathbb E[o^2]\mathbb E[\tanh'^2 c]`,
+    :math:`b = \sigma_{w,f}^2\mathbb E[f'^2]C^* + \sigma_{w,i}^2\mathbb E[i'^2]\mathbb E[\tanh^2]
+    + \sigma_{w,g}^2\mathbb E[i^2]\mathbb E[\tanh'^2]`,
+    :math:`\tau = \mathbb E[o^2]\mathbb E[\tanh'^2 c]`,
 
-    .. math:: J = \begin{pmatrix} a & b\\ \tau a & \sigma_w^2\mathbb E[o'^2]\mathbb E[\tanh^2 c]
-       + \tau b\end{pmatrix},
+    .. math:: J = \begin{pmatrix} a & b\\ \tau a & \sigma_{w,o}^2\mathbb E[o'^2]
+       \mathbb E[\tanh^2 c] + \tau b\end{pmatrix},
 
     and :math:`\xi_c = -1/\log\chi_c`. As the forget-gate bias :math:`\mu_f\to\infty`,
     :math:`a\to 1` and :math:`\chi_c\to 1`: the memory time grows without bound. (On the slice
@@ -543,9 +632,9 @@ def lstm_fixed_point(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i=0.0, mu_o=0.0, r: 
     Returns:
         dict of float64 scalars ``c_star, q_star, chi_c, chi_q, xi_c, xi_q``.
     """
-    _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
+    sw, su, sb = _lstm_check(sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o)
     _check(r=r)
-    return _lstm_quantities(*map(_f64, (sigma_w2, sigma_u2, sigma_b2, mu_f, mu_i, mu_o, r)))
+    return _lstm_quantities(sw, su, sb, *map(_f64, (mu_f, mu_i, mu_o, r)))
 
 
 @jax.jit
@@ -559,18 +648,21 @@ def lstm_timescales(
     sigma_w2_grid, mu_f_grid, sigma_u2, sigma_b2, mu_i: float = 0.0, mu_o: float = 0.0, r=1.0
 ) -> dict:
     r""":func:`lstm_fixed_point` on the grid :math:`(\sigma_w^2, \mu_f)` (axis 0:
-    :math:`\sigma_w^2`)."""
+    :math:`\sigma_w^2`, the weight variance of all four gates; ``sigma_u2``, ``sigma_b2``
+    shared or per gate)."""
     V.grid("sigma_w2_grid", sigma_w2_grid)
     V.variance("sigma_w2_grid", sigma_w2_grid)
     V.grid("mu_f_grid", mu_f_grid)
-    _check(sigma_u2=sigma_u2, sigma_b2=sigma_b2, mu_i=mu_i, mu_o=mu_o, r=r)
+    su, sb = _per_gate(LSTM_GATES, sigma_u2=sigma_u2, sigma_b2=sigma_b2)
+    _check(mu_i=mu_i, mu_o=mu_o, r=r)
     sw, mu = np.meshgrid(
         np.asarray(sigma_w2_grid, np.float64), np.asarray(mu_f_grid, np.float64), indexing="ij"
     )
+    sw_gates = np.repeat(sw.ravel()[:, None], len(LSTM_GATES), axis=1)
     out = _lstm_batch(
-        _f64(sw.ravel()),
-        _f64(sigma_u2),
-        _f64(sigma_b2),
+        _f64(sw_gates),
+        su,
+        sb,
         _f64(mu.ravel()),
         _f64(mu_i),
         _f64(mu_o),

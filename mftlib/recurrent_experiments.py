@@ -19,6 +19,9 @@ cells). Every function takes an explicit PRNG key and works in float64.
   between two sequences. The gated mean-field maps drop this cross term.
 * :func:`trainable_delays`: train classifiers on the delayed-recall task over delays and seeds
   and return the longest delay each initialisation learns.
+* :func:`gate_variance_sweep`: the GRU's or the LSTM's memory time (mean field and annealed
+  networks) and Jacobian spectrum (tied networks) as the gates' recurrent weight variance is set
+  apart from the candidate's (per-gate variances).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from mftlib import fitting, recurrent
 from mftlib.networks import recurrent as rnn
 
 __all__ = [
+    "gate_variance_sweep",
     "memory_time_fit",
     "one_minus_c",
     "pooled_memory_time",
@@ -252,8 +256,7 @@ def _cross_one(cell, key, n, length, annealed, hyper, q0, c0, r):
         k, x = inp
         p = base
         if annealed:
-            z = jax.random.normal(k, (len(names), n, n), jnp.float64) * jnp.sqrt(sw / n)
-            p = {**base, **dict(zip(names, z, strict=True))}
+            p = {**base, **rnn.fresh_recurrent_weights(k, names, n, sw)}
         old, new, h_next = _content(cell, p, h, x)  # each (2, n): the two sequences
         return h_next, (
             _corr(old[0], new[0]),
@@ -305,14 +308,7 @@ def state_candidate_correlation(
         raise ValueError(f"cell must be 'minimal', 'gru' or 'lstm', got {cell!r}")
     n, length = V.positive_int("n", n), V.positive_int("length", length)
     seeds = V.positive_int("seeds", seeds)
-    for name, v in (
-        ("sigma_w2", sigma_w2),
-        ("sigma_u2", sigma_u2),
-        ("sigma_b2", sigma_b2),
-        ("q0", q0),
-        ("c0", c0),
-        ("r", r),
-    ):
+    for name, v in (("q0", q0), ("c0", c0), ("r", r)):
         V.variance(name, v)
     mus = {
         "mu_b": mu_b,
@@ -325,7 +321,8 @@ def state_candidate_correlation(
     for name, v in mus.items():
         V.real(name, v)
     mus = {k: jnp.float64(v) for k, v in mus.items()}
-    hyper = (*(jnp.float64(v) for v in (sigma_w2, sigma_u2, sigma_b2)), mus)
+    gates = rnn.gate_hyper(cell, sigma_w2, sigma_u2, sigma_b2)
+    hyper = (*jax.tree_util.tree_map(jnp.float64, gates), mus)
     out = jax.vmap(
         lambda k: _cross_one(
             cell,
@@ -607,3 +604,87 @@ def jacobian_spectra(
         h0 = jnp.concatenate([c, h0], axis=-1)
     xs = np.sqrt(r) * jax.vmap(lambda k: jax.random.normal(k[2], (steps, n), jnp.float64))(keys)
     return np.asarray(_squared_singular_values(cell, params, h0, xs))
+
+
+# --- per-gate variances -------------------------------------------------------------------------
+
+
+def gate_variance_sweep(
+    key,
+    cell: str,
+    gate_sigma_w2,
+    *,
+    candidate_sigma_w2: float,
+    n: int,
+    length: int,
+    seeds: int,
+    jac_steps: int,
+    sigma_u2=1.0,
+    sigma_b2=0.0,
+    r: float = 1.0,
+    start: int = 5,
+    **means,
+) -> dict:
+    r"""Memory time and Jacobian conditioning of the GRU or the LSTM as the gates' recurrent weight
+    variance is varied with the candidate's held fixed (per-gate variances, Gilboa et al. 2019).
+
+    For every value :math:`v` of ``gate_sigma_w2`` the recurrent weight variances are
+    :math:`\sigma_{w,k}^2 = v` for the gates (GRU: :math:`u, r`; LSTM: :math:`f, i, o`) and
+    ``candidate_sigma_w2`` for the candidate; ``sigma_u2``, ``sigma_b2`` (shared or per gate) and
+    the bias means ``means`` (``mu_u``, ``mu_r`` or ``mu_f``, ``mu_i``, ``mu_o``) are fixed.
+    Computed per value:
+
+    * the mean field: :math:`\chi_c`, :math:`\xi = -1/\log\chi_c` (``xi_theory``) and the fit
+      over :math:`t\ge` ``start`` to the mean-field :math:`1 - c_t` (``xi_curve``,
+      ``mean_field_one_minus_c``);
+    * the memory time fitted per seed (:func:`memory_time_fit`) in ``seeds`` *annealed* networks
+      of width ``n`` (fresh recurrent weights every step, the network the mean field describes;
+      :func:`one_minus_c`), ``xi_seeds``;
+    * the squared singular values of the ``jac_steps``-step state-to-state Jacobian of ``seeds``
+      networks with weights tied over time (``jacobian_spectra``): their mean and variance
+      over units per seed (``jac_mean``, ``jac_var``), against :math:`\chi_c^T` (``jac_theory``).
+
+    Returns:
+        dict with ``values``, ``chi_c``, ``xi_theory``, ``xi_curve``, ``jac_theory``
+        ``(V,)``; ``xi_seeds``, ``jac_mean``, ``jac_var`` ``(V, seeds)``.
+    """
+    if cell not in ("gru", "lstm"):
+        raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+    values = np.atleast_1d(np.asarray(V.variance("gate_sigma_w2", gate_sigma_w2), np.float64))
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError("gate_sigma_w2 must be a non-empty 1-D array of variances")
+    V.variance("candidate_sigma_w2", candidate_sigma_w2)
+    seeds = V.positive_int("seeds", seeds)
+    if seeds < 2:
+        raise ValueError("seeds must be at least 2 (a standard error is reported)")
+    jac_steps = V.positive_int("jac_steps", jac_steps)
+    n_gates = len(recurrent.GRU_GATES if cell == "gru" else recurrent.LSTM_GATES) - 1
+    out = {k: [] for k in ("chi_c", "xi_theory", "xi_curve", "xi_seeds", "jac_mean", "jac_var")}
+    k_sim, k_jac = jax.random.split(V.key(key))
+    for i, v in enumerate(values):
+        h = dict(
+            sigma_w2=(float(v),) * n_gates + (float(candidate_sigma_w2),),
+            sigma_u2=sigma_u2,
+            sigma_b2=sigma_b2,
+            **means,
+        )
+        curve, fp = mean_field_one_minus_c(cell, length, r=r, **dict(h))
+        q0 = {"q0": float(fp["q_star"])}
+        if cell == "lstm":
+            q0["c0"] = float(fp["c_star"])
+        y = one_minus_c(
+            jax.random.fold_in(k_sim, i), cell, n, length, seeds, r=r, annealed=True, **q0, **h
+        )
+        ev = jacobian_spectra(
+            jax.random.fold_in(k_jac, i), cell, n, jac_steps, seeds, r=r, **q0, **h
+        )[:, -1]
+        out["chi_c"].append(float(fp["chi_c"]))
+        out["xi_theory"].append(float(fp["xi_c"]))
+        out["xi_curve"].append(float(memory_time_fit(curve[None], start)[0]))
+        out["xi_seeds"].append(memory_time_fit(y, start))
+        out["jac_mean"].append(ev.mean(-1))
+        out["jac_var"].append(ev.var(-1))
+    res = {k: np.array(v) for k, v in out.items()}
+    res["values"] = values
+    res["jac_theory"] = res["chi_c"] ** jac_steps
+    return res

@@ -317,3 +317,134 @@ def test_bad_inputs_raise_clear_errors():
         rnn.init(KEY, "lstm", 4, 4, 1.0, 1.0, 0.0, mu_o=np.nan)
     with pytest.raises(ValueError, match="delays"):
         rnn.train_memory(KEY, "vanilla", {}, [7], length=5, d=4)
+
+
+# --- per-gate variances (Gilboa et al. 2019) ---------------------------------------------------
+
+
+def test_gate_variances_forms_and_clear_errors():
+    g = recurrent.GRU_GATES
+    np.testing.assert_array_equal(recurrent.gate_variances("s", 0.5, g), [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(recurrent.gate_variances("s", (1, 2, 3), g), [1, 2, 3])
+    by_name = {"h": 3.0, "u": 1.0, "r": 2.0}
+    np.testing.assert_array_equal(recurrent.gate_variances("s", by_name, g), [1, 2, 3])
+    with pytest.raises(ValueError, match="missing"):
+        recurrent.gate_variances("s", {"u": 1.0, "r": 2.0}, g)
+    with pytest.raises(ValueError, match="unknown"):
+        recurrent.gate_variances("s", {"u": 1.0, "r": 2.0, "h": 1.0, "f": 1.0}, g)
+    with pytest.raises(ValueError, match="3 values"):
+        recurrent.gate_variances("s", (1.0, 2.0), g)
+    with pytest.raises(ValueError, match="sigma_w2"):
+        recurrent.gru_map((1.0, -1.0, 1.0), 0.1, 0.0, 0.0, 0.0, jnp.eye(2), jnp.eye(2))
+    with pytest.raises(ValueError, match="4 values"):
+        recurrent.lstm_fixed_point((1.0, 1.0, 1.0), 0.1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="one sigma_w2"):
+        rnn.init(KEY, "vanilla", 4, 4, (1.0, 1.0), 0.1, 0.0)
+
+
+@pytest.mark.slow  # compiles the maps / the draw (seconds)
+def test_init_draws_per_gate_variances():
+    # 300 x 300 (300 x 50) Gaussian entries per matrix: the sample variance is within 1% of
+    # its expectation (relative s.e. sqrt(2/90000) ~ 0.5%, 15000 entries: ~1.2%); 4% tolerance.
+    sw, su = {"u": 0.5, "r": 2.0, "h": 4.0}, (0.3, 1.0, 3.0)
+    p = rnn.init(KEY, "gru", 300, 50, sw, su, (0.1, 0.2, 0.4), mu_u=3.0)
+    for k, gate in enumerate("urh"):
+        assert float(p["W" + gate].var()) * 300 == pytest.approx(sw[gate], rel=0.04)
+        assert float(p["U" + gate].var()) * 50 == pytest.approx(su[k], rel=0.04)
+    assert float(p["bu"].mean()) == pytest.approx(3.0, abs=4 * np.sqrt(0.1 / 300))
+    q = rnn.init(KEY, "lstm", 300, 50, (0.5, 1.0, 2.0, 4.0), 1.0, 0.0)
+    for k, gate in enumerate("fiog"):
+        assert float(q["W" + gate].var()) * 300 == pytest.approx((0.5, 1, 2, 4)[k], rel=0.04)
+
+
+@pytest.mark.slow  # compiles the maps / the draw (seconds)
+def test_per_gate_equal_reproduces_the_shared_maps_exactly():
+    Q = jnp.array([[0.7, 0.3], [0.3, 0.5]])
+    R = jnp.array([[1.0, 0.4], [0.4, 0.9]])
+    shared = recurrent.gru_map(1.3, 0.2, 0.05, 1.0, -0.5, Q, R)
+    for sw in ((1.3, 1.3, 1.3), {"u": 1.3, "r": 1.3, "h": 1.3}):
+        np.testing.assert_array_equal(recurrent.gru_map(sw, 0.2, 0.05, 1.0, -0.5, Q, R), shared)
+    per = recurrent.gru_map(1.3, (0.2,) * 3, (0.05,) * 3, 1.0, -0.5, Q, R)
+    np.testing.assert_array_equal(per, shared)
+    C1, Q1 = recurrent.lstm_map(1.3, 0.2, 0.05, 1.0, 0.2, -0.3, 1.2 * Q, Q, R)
+    C2, Q2 = recurrent.lstm_map((1.3,) * 4, 0.2, (0.05,) * 4, 1.0, 0.2, -0.3, 1.2 * Q, Q, R)
+    np.testing.assert_array_equal(C1, C2)
+    np.testing.assert_array_equal(Q1, Q2)
+    # and a gate's own variance enters its own pre-activation only
+    assert not np.allclose(recurrent.gru_map((1.3, 1.3, 2.0), 0.2, 0.05, 1.0, -0.5, Q, R), shared)
+
+
+@pytest.mark.slow
+def test_per_gate_equal_fixed_points_are_the_shared_ones_exactly():
+    a = recurrent.gru_fixed_point(1.3, 0.2, 0.05, 1.0, -0.5, 0.8)
+    b = recurrent.gru_fixed_point({"u": 1.3, "r": 1.3, "h": 1.3}, (0.2,) * 3, 0.05, 1.0, -0.5, 0.8)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    a = recurrent.lstm_fixed_point(1.3, 0.2, 0.05, 1.0, 0.2, -0.3, 0.8)
+    b = recurrent.lstm_fixed_point((1.3,) * 4, 0.2, (0.05,) * 4, 1.0, 0.2, -0.3, 0.8)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+GRU_PER_GATE = ((8.0, 8.0, 1.0), 1.0, 0.0)  # sigma_w2 (u, r, h), sigma_u2, sigma_b2
+LSTM_PER_GATE = ((0.2, 0.2, 0.2, 8.0), 1.0, 0.0)  # sigma_w2 (f, i, o, g), sigma_u2, sigma_b2
+
+
+@pytest.mark.slow
+def test_per_gate_chi_is_the_linearisation_of_the_maps():
+    """Unequal per-gate variances: the closed-form chi_c (Price's theorem) against forward-mode
+    autodiff of the maps' off-diagonals through the 2-D quadrature."""
+    p = (*GRU_PER_GATE, 1.0, -0.5)
+    fp = recurrent.gru_fixed_point(*p, r=1.0)
+    Q, ones = float(fp["q_star"]), jnp.ones((2, 2))
+    args = [jnp.asarray(x, jnp.float64) for x in p]
+    F = lambda S: recurrent._gru_map(*args, S, ones)  # noqa: E731
+    np.testing.assert_allclose(F(Q * ones), Q * ones, rtol=1e-11)
+    J = jax.jit(lambda x: dynamics.linearise(F, x, symmetric=True))(Q * ones)
+    lam = np.sort(np.linalg.eigvals(J).real)
+    ref = np.sort([float(fp["chi_c"]), float(fp["chi_q"]), float(fp["chi_q"])])
+    np.testing.assert_allclose(lam, ref, rtol=1e-9)
+
+    p = (*LSTM_PER_GATE, 2.0, 0.5, -0.5)
+    fp = recurrent.lstm_fixed_point(*p, r=1.0)
+    C, Q = float(fp["c_star"]), float(fp["q_star"])
+    args = [jnp.asarray(x, jnp.float64) for x in p]
+
+    def off(v):
+        Cn, Qn = recurrent._lstm_map(
+            *args, jnp.array([[C, v[0]], [v[0], C]]), jnp.array([[Q, v[1]], [v[1], Q]]), ones
+        )
+        return jnp.array([Cn[0, 1], Qn[0, 1]])
+
+    np.testing.assert_allclose(off(jnp.array([C, Q])), [C, Q], rtol=1e-11)
+    J = jax.jit(lambda x: dynamics.linearise(off, x))(jnp.array([C, Q]))
+    np.testing.assert_allclose(np.max(np.linalg.eigvals(J).real), fp["chi_c"], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_per_gate_theory_matches_annealed_networks():
+    """Unequal per-gate variances, width 128, 6 seeds, fresh recurrent weights every step. The
+    fitted xi scatters by ~5% between seeds, so the seed mean lies within 10% of the mean field;
+    the per-gate theory differs from the shared-variance theory at each of the gate values used
+    by more than 30%, so ignoring a gate's own variance would fail the test."""
+    L, t = 30, np.arange(1, 31)
+    cases = [("gru", GRU_PER_GATE, {"mu_u": 1.0}), ("lstm", LSTM_PER_GATE, {"mu_f": 1.0})]
+    for cell, (sw, su, sb), mus in cases:
+        if cell == "gru":
+            fp = recurrent.gru_fixed_point(sw, su, sb, mus["mu_u"], 0.0)
+            alt = [recurrent.gru_fixed_point(v, su, sb, mus["mu_u"], 0.0) for v in set(sw)]
+            q0 = {"q0": float(fp["q_star"])}
+        else:
+            fp = recurrent.lstm_fixed_point(sw, su, sb, mus["mu_f"])
+            alt = [recurrent.lstm_fixed_point(v, su, sb, mus["mu_f"]) for v in set(sw)]
+            q0 = {"q0": float(fp["q_star"]), "c0": float(fp["c_star"])}
+        xi = float(fp["xi_c"])
+        assert all(abs(float(a["xi_c"]) / xi - 1) > 0.3 for a in alt)
+        Q = rnn.perturbation_covariances(
+            KEY, cell, 128, L, 6, sigma_w2=sw, sigma_u2=su, sigma_b2=sb, annealed=True,
+            **q0, **mus,
+        )  # fmt: skip
+        y = 1 - np.asarray(jax.vmap(recurrent.correlation)(Q))
+        xs = fitting.exponential_scale(y, t, window=(t[4], None), floor=1e-11).value
+        assert np.mean(xs) == pytest.approx(xi, rel=0.1), cell
+        assert float(Q[:, -1, 0, 0].mean()) == pytest.approx(float(fp["q_star"]), rel=0.15)

@@ -16,7 +16,10 @@ Weights: :math:`W\sim\mathcal N(0,\sigma_w^2/N)` (or :math:`\sqrt{\sigma_w^2}` t
 orthogonal matrix), :math:`U\sim\mathcal N(0,\sigma_u^2/\text{fan\_in})`, biases
 :math:`\mathcal N(\mu,\sigma_b^2)` with mean :math:`\mu_b` for the minimalRNN's gate and
 :math:`\mu_u, \mu_r` for the GRU's gates, :math:`\mu_f, \mu_i, \mu_o` for the LSTM's (0
-elsewhere). Weights are tied over time.
+elsewhere). The GRU's and the LSTM's variances may be set per gate (Gilboa et al. 2019): a
+scalar, a tuple in the order ``mftlib.recurrent.GRU_GATES`` /
+``mftlib.recurrent.LSTM_GATES``, or a mapping gate name -> variance. Weights are tied over
+time.
 
 Also here: the two-sequence perturbation experiment behind the memory time scale
 (:func:`perturbation_covariances`), state-to-state Jacobians (:func:`state_jacobian`), and a
@@ -26,6 +29,7 @@ of :func:`mftlib.training.optimize`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache, partial
 
 import jax
@@ -35,6 +39,7 @@ import optax
 
 from mftlib import _validate as V
 from mftlib.activations import activation
+from mftlib.recurrent import GRU_GATES, LSTM_GATES, gate_variances
 
 Array = jax.Array
 CELLS = ("vanilla", "minimal", "gru", "lstm")
@@ -64,20 +69,56 @@ def init(
     orthogonal: bool = False,
     embed_var=None,
 ) -> dict:
-    """Draw one random cell of width ``n`` with ``d``-dimensional inputs.
+    r"""Draw one random cell of width ``n`` with ``d``-dimensional inputs.
 
     For ``"minimal"``, ``embed_var`` adds an input embedding ``P`` (``n x d``, entries
     ``N(0, embed_var/d)``) so that ``z = P x``; without it ``d`` must equal ``n`` and ``z = x``.
     ``mu_b`` is the minimalRNN gate's bias mean, ``mu_u``/``mu_r`` the GRU's gate bias means,
-    ``mu_f``/``mu_i``/``mu_o`` the LSTM's (forget, input, output gates).
+    ``mu_f``/``mu_i``/``mu_o`` the LSTM's (forget, input, output gates). For the GRU and the
+    LSTM each of ``sigma_w2``, ``sigma_u2``, ``sigma_b2`` is a scalar shared by the gates or one
+    value per gate (:func:`mftlib.recurrent.gate_variances`):
+    :math:`W_k\sim\mathcal N(0,\sigma_{w,k}^2/n)`.
     Returns a dict of arrays (a pytree; draw many with ``jax.vmap`` over keys).
     """
     _cell(cell)
-    for name, v in (("sigma_w2", sigma_w2), ("sigma_u2", sigma_u2), ("sigma_b2", sigma_b2)):
-        V.variance(name, v)
+    sw, su, sb = gate_hyper(cell, sigma_w2, sigma_u2, sigma_b2)
     n, d = V.positive_int("n", n), V.positive_int("d", d)
     means = _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o)
-    return _init(key, cell, n, d, sigma_w2, sigma_u2, sigma_b2, means, orthogonal, embed_var)
+    return _init(key, cell, n, d, sw, su, sb, means, orthogonal, embed_var)
+
+
+def gate_hyper(cell: str, sigma_w2, sigma_u2, sigma_b2) -> tuple:
+    """Validated variances of a cell: floats for the vanilla and minimal cells, and for the GRU
+    and the LSTM dicts gate name -> float (from a scalar, a per-gate tuple or a mapping,
+    :func:`mftlib.recurrent.gate_variances`); ``ValueError`` otherwise. Traced values (inside
+    ``jax.jit``) pass unchecked."""
+    gates = {"gru": GRU_GATES, "lstm": LSTM_GATES}.get(_cell(cell))
+    out = []
+    for name, v in (("sigma_w2", sigma_w2), ("sigma_u2", sigma_u2), ("sigma_b2", sigma_b2)):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(v)):
+            out.append(v)
+        elif gates is None:
+            if isinstance(v, Mapping) or np.ndim(V.variance(name, v)) != 0:
+                raise ValueError(f"the {cell} cell has one {name}: give a scalar, got {v!r}")
+            out.append(float(v))
+        else:
+            vals = gate_variances(name, v, gates)
+            out.append({g: float(x) for g, x in zip(gates, vals, strict=True)})
+    return tuple(out)
+
+
+def _gate_value(x, name: str):
+    """The variance of parameter ``name`` (``Wu``, ``Uf``, ``bg``, ...): per gate from a dict
+    keyed by the gate letter, else the shared scalar."""
+    return x[name[1]] if isinstance(x, dict) else x
+
+
+def fresh_recurrent_weights(key, names, n: int, sigma_w2) -> dict:
+    """New Gaussian recurrent weights ``W_k ~ N(0, sigma_w2_k/n)`` (``n x n``) for the parameter
+    names ``names`` (``"W"`` or ``"Wu"``, ...), ``sigma_w2`` a scalar or a dict by gate letter
+    (:func:`gate_hyper`): the annealed network's draw at every step."""
+    z = jax.random.normal(key, (len(names), n, n), jnp.float64)
+    return {k: jnp.sqrt(_gate_value(sigma_w2, k) / n) * z[j] for j, k in enumerate(names)}
 
 
 def _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o) -> dict:
@@ -130,18 +171,20 @@ def _init(key, cell, n, d, sw, su, sb, means, orthogonal, embed_var):
     for i, (name, shape) in enumerate(shapes.items()):
         x = unit[name].reshape(shape)
         if name.startswith("W"):
+            w = _gate_value(sw, name)
             if orthogonal:
                 kw = jax.random.fold_in(key, i)
-                p[name] = jnp.sqrt(sw) * jax.nn.initializers.orthogonal()(kw, shape, jnp.float64)
+                p[name] = jnp.sqrt(w) * jax.nn.initializers.orthogonal()(kw, shape, jnp.float64)
             else:
-                p[name] = jnp.sqrt(sw / n) * x
+                p[name] = jnp.sqrt(w / n) * x
         elif name.startswith("U"):
             fan = n if (cell == "minimal") else d
-            p[name] = jnp.sqrt(su / fan) * x
+            p[name] = jnp.sqrt(_gate_value(su, name) / fan) * x
         elif name == "P":
             p[name] = jnp.sqrt(embed_var / d) * x
         else:
-            p[name] = (0.0 if cell == "vanilla" else means[name]) + jnp.sqrt(sb) * x
+            mean = 0.0 if cell == "vanilla" else means[name]
+            p[name] = mean + jnp.sqrt(_gate_value(sb, name)) * x
     return p
 
 
@@ -212,8 +255,7 @@ def _perturb_one(cell, key, n, d, length, phi, hyper, q0, c0, r, annealed):
 
         def body(h, kx):
             k, x = kx
-            z = jax.random.normal(k, (len(names), n, n), jnp.float64) * jnp.sqrt(sw / n)
-            h = step(cell, {**base, **dict(zip(names, z, strict=True))}, h, x, phi)
+            h = step(cell, {**base, **fresh_recurrent_weights(k, names, n, sw)}, h, x, phi)
             return h, h
 
         hs = jax.lax.scan(body, jnp.stack([h0, h0]), (jax.random.split(kp, length), xab))[1]
@@ -260,7 +302,8 @@ def perturbation_covariances(
     and the covariances returned are those of the hidden state :math:`h_t = o_t\tanh c_t`.
     With ``annealed=True`` every step draws fresh recurrent weights :math:`W` (input weights and
     biases stay fixed; the inputs are fresh anyway): the network the mean-field decoupling
-    describes, to separate its error from the effect of weights tied over time.
+    describes, to separate its error from the effect of weights tied over time. The GRU's and the
+    LSTM's variances may be per gate (:func:`gate_hyper`).
     """
     cell = _cell(cell)
     n, length = V.positive_int("n", n), V.positive_int("length", length)
@@ -268,17 +311,11 @@ def perturbation_covariances(
     d = n if d is None else V.positive_int("d", d)
     if cell == "minimal" and d != n:
         raise ValueError("the minimalRNN perturbation experiment feeds z = x: d must equal n")
-    for name, v in (
-        ("sigma_w2", sigma_w2),
-        ("sigma_u2", sigma_u2),
-        ("sigma_b2", sigma_b2),
-        ("q0", q0),
-        ("r", r),
-    ):
+    for name, v in (("q0", q0), ("r", r), ("c0", c0)):
         V.variance(name, v)
-    V.variance("c0", c0)
+    sw, su, sb = gate_hyper(cell, sigma_w2, sigma_u2, sigma_b2)
     means = {k: jnp.float64(v) for k, v in _means(mu_b, mu_u, mu_r, mu_f, mu_i, mu_o).items()}
-    hyper = (*(jnp.float64(v) for v in (sigma_w2, sigma_u2, sigma_b2)), means)
+    hyper = (*jax.tree_util.tree_map(jnp.float64, (sw, su, sb)), means)
     keys = jax.random.split(key, n_seeds)
     return jax.vmap(
         lambda k: _perturb_one(
