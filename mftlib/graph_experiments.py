@@ -204,3 +204,80 @@ def localisation_runs(sizes, c: float, eps: float, seeds: int) -> dict:
             out["adjacency"][k, j] = graph.overlap(gs.top_eigenvector_labels(a), s)
             out["bethe_hessian"][k, j] = graph.overlap(graph.bethe_hessian_labels(a), s)
     return out
+
+
+def training_runs(
+    n: int,
+    c: float,
+    eps_grid,
+    seeds: int,
+    depth: int,
+    width: int,
+    train_graphs: int = 2,
+    steps: int = 200,
+    learning_rate: float = 3e-3,
+    center: bool = True,
+    draws: int = 3,
+    phi="tanh",
+    sigma_w2=1.0,
+    sigma_b2=0.1,
+) -> dict:
+    r"""Trained against untrained GNNs across :math:`\epsilon`: at each :math:`\epsilon` and seed
+    ``k`` one model is trained by ``networks.graph.train_gnn_nmi`` (NMI loss) on
+    ``train_graphs`` fresh SBM graphs (keys ``3000 + 100 k + i``) and evaluated on a fresh
+    test graph (key ``5000 + k``; its overlap averaged over ``draws`` random inputs
+    :math:`x^0`, keys ``10000 + r``), next to the untrained networks on the same test graph: the
+    book's centred GNN with the PCA readout (``networks.graph.forward``) and the paper's GNN with
+    the 2-means readout (``networks.graph.paper_forward``), both with network key ``k``, and the
+    Bethe Hessian.
+
+    Returns:
+        dict of ``(seeds, len(eps_grid))`` arrays: ``trained``, ``untrained_book``,
+        ``untrained_paper``, ``bethe_hessian`` (overlaps on the test graphs) and ``train_nmi``
+        (the training NMI at the last step).
+    """
+    seeds, depth = V.positive_int("seeds", seeds), V.positive_int("depth", depth)
+    width, train_graphs = (
+        V.positive_int("width", width),
+        V.positive_int("train_graphs", train_graphs),
+    )
+    draws = V.positive_int("draws", draws)
+    eps_grid = [float(e) for e in eps_grid]
+    keys = ("trained", "untrained_book", "untrained_paper", "bethe_hessian", "train_nmi")
+    out = {name: np.zeros((seeds, len(eps_grid))) for name in keys}
+    for k in range(seeds):
+        for j, e in enumerate(eps_grid):
+            tr = [
+                graph.sbm(jax.random.PRNGKey(3000 + 100 * k + i), n, c, e)
+                for i in range(train_graphs)
+            ]
+            model = gnn.train_gnn_nmi(
+                jax.random.PRNGKey(k),
+                [g for g, _ in tr],
+                [s for _, s in tr],
+                phi,
+                sigma_w2,
+                sigma_b2,
+                depth,
+                width,
+                steps=steps,
+                learning_rate=learning_rate,
+                center=center,
+            )
+            out["train_nmi"][k, j] = model["nmi"][-1]
+            a, s = graph.sbm(jax.random.PRNGKey(5000 + k), n, c, e)
+            out["trained"][k, j] = np.mean(
+                [
+                    graph.overlap(
+                        gnn.nmi_gnn_labels(jax.random.PRNGKey(10_000 + r), model, a, phi), s
+                    )
+                    for r in range(draws)
+                ]
+            )
+            hs = gnn.forward(jax.random.PRNGKey(k), a, phi, sigma_w2, depth, width)
+            out["untrained_book"][k, j] = graph.overlap(gnn.pca_labels(hs[-1]), s)
+            xs = gnn.paper_forward(jax.random.PRNGKey(k), a, phi, sigma_w2, sigma_b2, depth, width)
+            lab = gnn.kmeans_labels(np.asarray(xs[-1]), seed=k)
+            out["untrained_paper"][k, j] = graph.overlap(lab, s)
+            out["bethe_hessian"][k, j] = graph.overlap(graph.bethe_hessian_labels(a), s)
+    return out

@@ -44,10 +44,11 @@ from mftlib.networks.dense import (
     preactivation_moments,
 )
 from mftlib.networks.graph import forward as gnn_forward
-from mftlib.networks.graph import kmeans_labels, pca_labels
+from mftlib.networks.graph import kmeans_labels, nmi_gnn_labels, pca_labels, train_gnn_nmi
 from mftlib.networks.graph import order_parameters as gnn_order_parameters
 from mftlib.networks.graph import paper_forward as gnn_paper_forward
 from mftlib.networks.graph import simulate as simulate_gnn
+from mftlib.networks.graph import soft_nmi as gnn_soft_nmi
 from mftlib.networks.ntk import (
     apply_ntk,
     empirical_ntk,
@@ -91,6 +92,9 @@ __all__ = [
     "simulate_gnn",
     "gnn_paper_forward",
     "kmeans_labels",
+    "gnn_soft_nmi",
+    "train_gnn_nmi",
+    "nmi_gnn_labels",
     "apply_ntk",
     "empirical_ntk",
     "init_ntk",
