@@ -53,19 +53,7 @@ def _differenced(keys, chol0, chol_star, vscale, C, L, k, act, sw, sb):
         z = jax.random.normal(jax.random.fold_in(key, 10**6), (P, C))
 
         def covs(chol):
-            h0 = (chol @ z)[None]
-
-            def body(h, wb):
-                h = cn.circular_conv(act.fn(h), wb[0]) + wb[1]
-                return h, h
-
-            _, hs = jax.lax.scan(body, h0, (Ws, bs))
-            return jnp.concatenate(
-                [
-                    cn.spatial_covariance(h0, 1),
-                    cn.spatial_covariance(hs[:, 0], 1),
-                ]
-            )
+            return cn.covariances_through_layers((chol @ z)[None], (Ws, bs), act)
 
         return covs(chol0) - covs(chol_star)
 

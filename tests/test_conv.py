@@ -306,18 +306,8 @@ def test_orthogonal_kernel_is_an_isometry_with_binomial_footprint():
     np.testing.assert_allclose(jnp.sum(cn.circular_conv(x, Wr) ** 2), jnp.sum(x**2), rtol=1e-12)
     with pytest.raises(ValueError, match="c_out >= c_in"):
         cn.orthogonal_kernel(jax.random.PRNGKey(0), 6, 3, 3)
-    with pytest.raises(ValueError, match="dims=1"):
-        cn.init_conv(
-            jax.random.PRNGKey(0),
-            1,
-            4,
-            2,
-            3,
-            1.0,
-            0.1,
-            dims=2,
-            init="orthogonal",
-        )
+    with pytest.raises(ValueError, match="dims"):
+        cn.orthogonal_kernel(jax.random.PRNGKey(0), 3, 3, 3, dims=3)
 
 
 @pytest.mark.slow
@@ -341,3 +331,22 @@ def test_jacobian_spectra_match_single_network_sampler():
     np.testing.assert_allclose(ev[1], one, rtol=1e-10, atol=1e-14)
     iso = cn.jacobian_spectra(key, 2, 5, 4, 3, 3, 1.0, 0.0, 1.0, init="orthogonal", phi="linear")
     np.testing.assert_allclose(iso, 1.0, rtol=1e-10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("c_in", [2, 4])
+def test_orthogonal_kernel_2d_is_sigma_w_times_an_isometry(c_in):
+    """2-D orthogonal layer (one projection factor per axis) on a non-square 3 x 5 grid: the
+    operator M of x -> W * x satisfies M^T M = sigma_w^2 I exactly (to rounding), with the
+    variance spread over several taps (not a delta kernel)."""
+    C, sw2, grid = 4, 1.7, (3, 5)
+    W, _ = cn.init_conv_layer(
+        jax.random.PRNGKey(7), c_in, C, 3, sw2, 0.0, dims=2, init="orthogonal"
+    )
+    assert W.shape == (3, 3, c_in, C)
+    n_in = grid[0] * grid[1] * c_in
+    basis = jnp.eye(n_in).reshape((n_in, *grid, c_in))
+    M = cn.circular_conv(basis, W).reshape(n_in, -1).T  # columns: images of the basis
+    np.testing.assert_allclose(M.T @ M, sw2 * np.eye(n_in), atol=1e-12)
+    taps = np.sum(np.asarray(W) ** 2, axis=(2, 3))
+    assert np.sum(taps > 1e-3 * taps.sum()) > 1

@@ -12,9 +12,10 @@ Initialisations (Xiao et al. 2018):
   Haar-orthogonal :math:`C_{in}\times C_{out}` matrix (``jax.nn.initializers.delta_orthogonal``;
   Xiao et al. 2018); needs :math:`C_{out} \ge C_{in}`. The first layer (from the
   input channels) then uses the Gaussian rule, as the input has fewer channels.
-* ``"orthogonal"`` (1-D only): the orthogonal kernels with a spatial footprint of Xiao et al.
-  (2018), as in TensorFlow's ``ConvolutionOrthogonal1D``: the taps are the coefficients of the
-  matrix polynomial :math:`\sigma_w H\prod_{i=1}^{k-1}(P_i + (I - P_i)z)`, with :math:`P_i`
+* ``"orthogonal"`` (1-D or 2-D): the orthogonal kernels with a spatial footprint of Xiao et al.
+  (2018), as in TensorFlow's ``ConvolutionOrthogonal1D``/``2D``: the taps are the coefficients
+  of the matrix polynomial :math:`\sigma_w H\prod_{i=1}^{k-1}(P_i + (I - P_i)z)` (in 2-D one
+  such factor per axis, :math:`z_1` and :math:`z_2`), with :math:`P_i`
   random symmetric projections and :math:`H` Haar-orthogonal (:func:`orthogonal_kernel`). Every
   spatial Fourier block of the circular convolution is then :math:`\sigma_w` times a unitary
   matrix: the layer is exactly :math:`\sigma_w` times an orthogonal map of the whole
@@ -33,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from mftlib import _validate as V
-from mftlib import spectra
 from mftlib.activations import Activation, activation
 
 Array = jax.Array
@@ -50,8 +50,6 @@ def _check(sigma_w2, sigma_b2, filter_size, dims, init):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if init == "orthogonal" and dims != 1:
-        raise ValueError("init='orthogonal' (kernels with a footprint) is implemented for dims=1")
     return k
 
 
@@ -69,42 +67,54 @@ def _symmetric_projection(key, n: int) -> Array:
     return c @ c.T
 
 
-def _orthogonal_kernel(key, c_in: int, c_out: int, k: int) -> Array:
-    keys = jax.random.split(key, k)
+def _orthogonal_kernel(key, c_in: int, c_out: int, k: int, dims: int = 1) -> Array:
+    # p(z) <- p(z) (P + (I - P) z_d) for i = 1..k-1 and each spatial axis d: the coefficients
+    # of a matrix polynomial, kept as taps (k,)*dims + (c_out, c_out); one key per projection
+    # (i, d) in that order, the last key for H (for dims=1 the draws of the 1-D construction)
+    keys = jax.random.split(key, dims * (k - 1) + 1)
     eye = jnp.eye(c_out)
-    p = eye[None]
-    for i in range(k - 1):  # p(z) <- p(z) (P + (I - P) z): the coefficients of a matrix product
-        P = _symmetric_projection(keys[i], c_out)
-        p = jnp.concatenate([p @ P, jnp.zeros((1, c_out, c_out))]) + jnp.concatenate(
-            [jnp.zeros((1, c_out, c_out)), p @ (eye - P)]
-        )
+    p = eye.reshape((1,) * dims + (c_out, c_out))
+    for i in range(k - 1):
+        for d in range(dims):
+            P = _symmetric_projection(keys[i * dims + d], c_out)
+            pad_hi = [(0, 0)] * (dims + 2)
+            pad_lo = [(0, 0)] * (dims + 2)
+            pad_hi[d], pad_lo[d] = (0, 1), (1, 0)
+            p = jnp.pad(p @ P, pad_hi) + jnp.pad(p @ (eye - P), pad_lo)
     H = _haar(keys[-1], c_out)[:c_in]  # orthonormal rows
-    return jnp.einsum("ij,bjk->bik", H, p)
+    return jnp.einsum("ij,...jk->...ik", H, p)
 
 
-def orthogonal_kernel(key, c_in: int, c_out: int, filter_size: int, dtype=jnp.float64) -> Array:
-    r"""A 1-D convolution kernel ``(k, c_in, c_out)`` whose circular convolution is an isometry.
+def orthogonal_kernel(
+    key, c_in: int, c_out: int, filter_size: int, dtype=jnp.float64, *, dims: int = 1
+) -> Array:
+    r"""A convolution kernel ``(k,)*dims + (c_in, c_out)`` whose circular convolution is an
+    isometry.
 
-    Xiao et al. (2018)'s construction (TensorFlow's ``ConvolutionOrthogonal1D``): the taps
-    :math:`W_\beta` are the coefficients of :math:`H\prod_{i=1}^{k-1}(P_i + (I-P_i)z)`, with
-    :math:`P_i` random symmetric projections and :math:`H` ``c_in x c_out`` with orthonormal rows.
-    On every spatial frequency :math:`z = e^{2\pi i f/n}` each factor is unitary, so
-    :math:`\hat W(f) = \sum_\beta W_\beta e^{2\pi i f\beta/n}` has orthonormal rows and
-    :math:`x \mapsto W * x` (:func:`circular_conv`) preserves norms on any circle of
-    ``n >= k`` positions. Unscaled (multiply by :math:`\sigma_w`); ``c_out >= c_in``.
+    Xiao et al. (2018)'s construction (TensorFlow's ``ConvolutionOrthogonal1D`` and ``2D``): the
+    taps :math:`W_\beta` are the coefficients of
+    :math:`H\prod_{i=1}^{k-1}\prod_{d=1}^{\mathrm{dims}}(P_{id} + (I-P_{id})z_d)`, with
+    :math:`P_{id}` random symmetric projections and :math:`H` ``c_in x c_out`` with orthonormal
+    rows. On every spatial frequency :math:`z_d = e^{2\pi i f_d/n_d}` each factor is unitary, so
+    :math:`\hat W(f) = \sum_\beta W_\beta e^{2\pi i f\cdot\beta/n}` has orthonormal rows and
+    :math:`x \mapsto W * x` (:func:`circular_conv`) preserves norms on any grid of
+    ``n_d >= k`` positions per axis. Unscaled (multiply by :math:`\sigma_w`); ``c_out >= c_in``;
+    ``dims`` is 1 or 2 (for ``dims=1`` the same draws as before the 2-D case existed).
     """
     k = V.positive_int("filter_size", filter_size)
     c_in, c_out = V.positive_int("c_in", c_in), V.positive_int("c_out", c_out)
+    if dims not in (1, 2):
+        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
     if c_out < c_in:
         raise ValueError(f"an orthogonal kernel needs c_out >= c_in, got {c_in} -> {c_out}")
-    return _orthogonal_kernel(V.key(key), c_in, c_out, k).astype(dtype)
+    return _orthogonal_kernel(V.key(key), c_in, c_out, k, dims).astype(dtype)
 
 
 def _layer(key, c_in, c_out, k, dims, init, sw, sb):
     kw, kb = jax.random.split(key)
     shape = (k,) * dims + (c_in, c_out)
     if init == "orthogonal":
-        W = sw * _orthogonal_kernel(kw, c_in, c_out, k)
+        W = sw * _orthogonal_kernel(kw, c_in, c_out, k, dims)
     elif init == "delta_orthogonal":
         # jax's delta_orthogonal wants 3-5 dims: a 1-D kernel is the centre row of a 2-D one
         full = (k, k, c_in, c_out) if dims == 1 else shape
@@ -130,7 +140,14 @@ def layers_from_keys(keys, channels, filter_size, dims, init, sigma_w, sigma_b):
         ``Ws`` ``(L,) + (filter_size,) * dims + (channels, channels)`` and ``bs`` ``(L, channels)``.
     """
     C, k = channels, filter_size
-    return jax.vmap(lambda kk: _layer(kk, C, C, k, dims, init, sigma_w, sigma_b))(keys)
+    one = lambda kk: _layer(kk, C, C, k, dims, init, sigma_w, sigma_b)  # noqa: E731
+    if init == "gaussian":
+        return jax.vmap(one)(keys)
+    # Orthogonal kernels need QR factorisations. Batched (vmap), jaxlib's CPU QR splits the
+    # batch over XLA's intra-op thread pool from inside a task of that same pool: on a
+    # two-core machine two such QRs ran at once and each waited for the other's worker (a
+    # deadlock caught with gdb). One layer at a time the QRs are unbatched.
+    return jax.lax.map(one, keys)
 
 
 def init_conv_layer(
@@ -355,6 +372,14 @@ def simulate_spatial_covariances(
 def _spatial_covariances(key, chol, stacked, act: Activation, channels: int):
     P = chol.shape[0]
     h0 = (chol @ jax.random.normal(jax.random.fold_in(key, 10**6), (P, channels)))[None]
+    return covariances_through_layers(h0, stacked, act)
+
+
+def covariances_through_layers(h0: Array, stacked, act: Activation) -> Array:
+    r"""Spatial covariances :math:`\hat\Sigma^l` (:func:`spatial_covariance`) of one 1-D
+    network's pre-activations, :math:`h^l = W^l * \phi(h^{l-1}) + b^l` for the stacked layers
+    ``(Ws, bs)`` from ``h0`` of shape ``(1, P, C)``. Traceable (no checks; ``act`` an
+    ``Activation``); returns ``(L + 1, P, P)``, layer 0 first."""
 
     def body(h, wb):
         h = circular_conv(act.fn(h), wb[0]) + wb[1]
@@ -379,25 +404,37 @@ def jacobian_singular_values(
     r"""Squared singular values of the input-output Jacobian :math:`\partial x^L/\partial x^0`
     of one random 1-D CNN, :math:`x^l = \phi(W^l * x^{l-1} + b^l)`, at a random input
     :math:`x^0 = \phi(h^0)` with :math:`h^0 \sim \mathcal{N}(0, q_0)` (from
-    ``fold_in(key, 10**6)``); layers from :func:`init_conv` with ``init`` ("gaussian" or
-    "delta_orthogonal"). Returns the ``positions * channels`` values, to be compared with the
-    free-probability spectra of :mod:`mftlib.spectra` (Pennington et al. 2017; Xiao et al.
-    2018)."""
+    ``fold_in(key, 10**6)``); layers from :func:`init_conv` with ``init`` ("gaussian",
+    "delta_orthogonal" or "orthogonal"). The Jacobian and its singular values are computed in
+    one jitted program (compiled once per shape). Returns the ``positions * channels`` values,
+    to be compared with the free-probability spectra of :mod:`mftlib.spectra` (Pennington et
+    al. 2017; Xiao et al. 2018)."""
     key = V.key(key)
     act = activation(phi)
     V.variance("q0", q0)
     positions = V.positive_int("positions", positions)
-    params = init_conv(key, channels, channels, depth, filter_size, sigma_w2, sigma_b2, init=init)
+    _, stacked = init_conv_stacked(
+        key, channels, channels, depth, filter_size, sigma_w2, sigma_b2, init=init
+    )
     h0 = jnp.sqrt(q0) * jax.random.normal(jax.random.fold_in(key, 10**6), (1, positions, channels))
+    return np.asarray(_jacobian_spectrum(stacked, act.fn(h0), act))
 
-    def f(x):  # x = phi(h^0), flattened; layers 1..depth
-        h = x.reshape(1, positions, channels)
-        for W, b in params[1:]:
-            h = act.fn(circular_conv(h, W) + b)
+
+@partial(jax.jit, static_argnames=("act",))
+def _jacobian_spectrum(stacked, x0: Array, act: Activation) -> Array:
+    """Squared singular values of d x^L / d x^0 for ``x^l = act(W^l * x^{l-1} + b^l)`` over the
+    stacked layers: one compiled program per shape (the Jacobian by forward mode, then the
+    singular values), instead of hundreds of small dispatched operations per network."""
+
+    def f(x):
+        def body(h, wb):
+            return act.fn(circular_conv(h, wb[0]) + wb[1]), None
+
+        h, _ = jax.lax.scan(body, x.reshape(x0.shape), stacked)
         return h.ravel()
 
-    J = jax.jacfwd(f)(act.fn(h0).ravel())
-    return np.asarray(spectra.squared_singular_values(J))
+    J = jax.jacfwd(f)(x0.ravel())
+    return jnp.sort(jnp.linalg.svd(J, compute_uv=False) ** 2)
 
 
 def jacobian_spectra(
