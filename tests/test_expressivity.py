@@ -295,6 +295,7 @@ def test_boundary_theory_closed_forms():
         ex.boundary_curvature_theory("tanh", 2.0, 0.1, 0.0, 3)
 
 
+@pytest.mark.slow  # a finite network's exact Hessian by jax.hessian (about 6 s)
 def test_boundary_curvatures_are_those_of_the_exact_hessian():
     """The layer-by-layer autodiff pull-back against jax.hessian of the whole sub-network."""
     key, sw2, width, depth = jax.random.PRNGKey(5), 4.0, 10, 2

@@ -202,6 +202,7 @@ def _build(kinds, sws):
     return L.serial(*layers)
 
 
+@pytest.mark.slow  # compiles the kernel maps of 15 random architectures (about 8 s)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     kinds=st.lists(_ELEMENTS, min_size=1, max_size=3),
